@@ -1,0 +1,188 @@
+import type { Cluster, Redis } from 'ioredis'
+import { BEAT_SCRIPT, RECOUNT_SCRIPT, REMOVE_SCRIPT, TOTALS_SCRIPT } from './heartbeat-scripts.js'
+import type { ClusterTotals, NodeHeartbeat } from './schemas.js'
+
+/**
+ * The one place that knows how heartbeats are stored in Redis. Agent and API both go through it.
+ * Keys live under `{<prefix>:<shard>}`: the braces are a Redis Cluster hash tag, so every key a script touches
+ * is in one slot. Nodes spread over `shards` groups by a stable hash of their id.
+ */
+export interface StoreLayout {
+  prefix: string
+  shards: number
+}
+
+export type RedisClient = Redis | Cluster
+
+/** Beats also prune a few stale nodes, so records stay bounded even when no API reads. */
+const PRUNE_PER_BEAT = 16
+
+export function shardOf(nodeId: string, shards: number): number {
+  if (shards === 1) return 0
+  // FNV-1a: stable across processes, versions and platforms.
+  let hash = 0x811c9dc5
+  for (let i = 0; i < nodeId.length; i++) {
+    hash ^= nodeId.charCodeAt(i)
+    hash = Math.imul(hash, 0x01000193) >>> 0
+  }
+  return hash % shards
+}
+
+export function shardKeys(layout: StoreLayout, shard: number) {
+  const tag = `{${layout.prefix}:${shard}}`
+  return {
+    nodes: `${tag}:nodes`,
+    totals: `${tag}:totals`,
+    nodePrefix: `${tag}:node:`,
+  }
+}
+
+export function heartbeatKey(layout: StoreLayout, nodeId: string): string {
+  return shardKeys(layout, shardOf(nodeId, layout.shards)).nodePrefix + nodeId
+}
+
+export interface BeatResult {
+  /** The instance that wrote this node's record before, '' when there was none. */
+  previousInstanceId: string
+  /** How long ago (Redis clock) the previous beat of this node id was, or -1. */
+  previousAgeMs: number
+  /** Garbage records found and dropped on the way. */
+  dropped: number
+  redisTimeMs: number
+}
+
+export interface ClusterSnapshot {
+  totals: ClusterTotals
+  /** Nodes whose last heartbeat is at most staleAfterMs old. */
+  liveNodes: number
+  pruned: number
+  dropped: number
+  redisTimeMs: number
+}
+
+export interface RecountResult {
+  kept: ClusterTotals
+  recounted: ClusterTotals
+  liveNodes: number
+  dropped: number
+}
+
+interface ScriptCommands {
+  tornadoBeat(...args: (string | number)[]): Promise<[string, number, number, number, number]>
+  tornadoRemove(...args: string[]): Promise<number>
+  tornadoTotals(...args: (string | number)[]): Promise<number[]>
+  tornadoRecount(...args: (string | number)[]): Promise<number[]>
+}
+
+const registered = new WeakSet<object>()
+
+/** Registers the scripts once per client; ioredis then runs them by EVALSHA and reloads them after NOSCRIPT. */
+function withScripts(redis: RedisClient): RedisClient & ScriptCommands {
+  if (!registered.has(redis)) {
+    redis.defineCommand('tornadoBeat', { numberOfKeys: 3, lua: BEAT_SCRIPT })
+    redis.defineCommand('tornadoRemove', { numberOfKeys: 3, lua: REMOVE_SCRIPT })
+    redis.defineCommand('tornadoTotals', { numberOfKeys: 2, lua: TOTALS_SCRIPT })
+    redis.defineCommand('tornadoRecount', { numberOfKeys: 2, lua: RECOUNT_SCRIPT })
+    registered.add(redis)
+  }
+  return redis as RedisClient & ScriptCommands
+}
+
+const toTotals = (d: number, m: number, u: number): ClusterTotals => ({
+  total_downloading: d,
+  total_muxing: m,
+  total_uploading: u,
+})
+
+export class HeartbeatStore {
+  private readonly redis: RedisClient & ScriptCommands
+
+  constructor(
+    redis: RedisClient,
+    readonly layout: StoreLayout,
+    readonly staleAfterMs: number,
+  ) {
+    this.redis = withScripts(redis)
+  }
+
+  /** Writes one heartbeat in one round trip: the record, its time on Redis's clock and the change to the totals. */
+  async writeHeartbeat(beat: NodeHeartbeat): Promise<BeatResult> {
+    const keys = shardKeys(this.layout, shardOf(beat.nodeId, this.layout.shards))
+    const { downloading, muxing, uploading } = beat.counts
+    const [previousInstanceId, previousAgeMs, , dropped, redisTimeMs] = await this.redis.tornadoBeat(
+      keys.nodes,
+      keys.nodePrefix + beat.nodeId,
+      keys.totals,
+      beat.nodeId,
+      beat.instanceId,
+      beat.hostname,
+      beat.ip,
+      downloading,
+      muxing,
+      uploading,
+      beat.agentTimeMs,
+      this.staleAfterMs,
+      PRUNE_PER_BEAT,
+      keys.nodePrefix,
+    )
+    return { previousInstanceId, previousAgeMs, dropped, redisTimeMs }
+  }
+
+  /** Takes a node out of the totals at once. Returns false when there was nothing of this instance to remove. */
+  async removeNode(nodeId: string, instanceId: string): Promise<boolean> {
+    const keys = shardKeys(this.layout, shardOf(nodeId, this.layout.shards))
+    const removed = await this.redis.tornadoRemove(
+      keys.nodes,
+      keys.nodePrefix + nodeId,
+      keys.totals,
+      nodeId,
+      instanceId,
+      keys.nodePrefix,
+    )
+    return removed === 1
+  }
+
+  /** The totals over every live node: one script per shard, O(1) each but for nodes pruned since the last read. */
+  async readTotals(): Promise<ClusterSnapshot> {
+    const replies = await Promise.all(
+      this.shards().map((keys) =>
+        this.redis.tornadoTotals(keys.nodes, keys.totals, this.staleAfterMs, keys.nodePrefix),
+      ),
+    )
+    const sum = [0, 0, 0, 0, 0, 0]
+    let redisTimeMs = 0
+    for (const reply of replies) {
+      for (let i = 0; i < 6; i++) sum[i]! += Number(reply[i])
+      redisTimeMs = Math.max(redisTimeMs, Number(reply[6]))
+    }
+    return {
+      totals: toTotals(sum[0]!, sum[1]!, sum[2]!),
+      liveNodes: sum[3]!,
+      pruned: sum[4]!,
+      dropped: sum[5]!,
+      redisTimeMs,
+    }
+  }
+
+  /** Rebuilds the kept totals from every live record (O(fleet)); returns them with what was kept before. */
+  async recount(): Promise<RecountResult> {
+    const replies = await Promise.all(
+      this.shards().map((keys) =>
+        this.redis.tornadoRecount(keys.nodes, keys.totals, this.staleAfterMs, keys.nodePrefix),
+      ),
+    )
+    const sum = [0, 0, 0, 0, 0, 0, 0, 0]
+    for (const reply of replies) for (let i = 0; i < 8; i++) sum[i]! += Number(reply[i])
+    return {
+      kept: toTotals(sum[0]!, sum[1]!, sum[2]!),
+      recounted: toTotals(sum[3]!, sum[4]!, sum[5]!),
+      liveNodes: sum[6]!,
+      dropped: sum[7]!,
+    }
+  }
+
+  private shards() {
+    return Array.from({ length: this.layout.shards }, (_, shard) => shardKeys(this.layout, shard))
+  }
+}
+

@@ -1,0 +1,1 @@
+export { RedisServer, freePort } from './redis-server.js'

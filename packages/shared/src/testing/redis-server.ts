@@ -1,0 +1,105 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer } from 'node:net'
+import { Redis } from 'ioredis'
+
+/** A free TCP port on loopback, as the kernel hands one out. */
+export async function freePort(): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const address = server.address()
+  server.close()
+  await once(server, 'close')
+  if (address === null || typeof address === 'string') throw new Error('no port')
+  return address.port
+}
+
+/**
+ * A private, throwaway redis-server on a free loopback port: tests never touch a Redis they did not start.
+ * Nothing is persisted, so `restart()` brings it back empty, as a crashed cache would.
+ */
+export class RedisServer {
+  private child: ChildProcess | undefined
+  private constructor(
+    readonly port: number,
+    private readonly extraArgs: string[],
+  ) {}
+
+  static async start(extraArgs: string[] = []): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), extraArgs)
+    await server.boot()
+    return server
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid
+  }
+
+  /** A plain client for assertions and setup; the caller quits it. */
+  client(): Redis {
+    return new Redis(this.port, '127.0.0.1', { lazyConnect: false, maxRetriesPerRequest: 1 })
+  }
+
+  private async boot(): Promise<void> {
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.extraArgs]
+    const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    this.child = child
+    let output = ''
+    child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    const failed = new Promise<never>((_, reject) => {
+      child.once('error', (err) =>
+        reject(new Error(`cannot start redis-server (${err.message}); install it, e.g. apt-get install redis-server`)),
+      )
+      child.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${output.slice(-500)}`)))
+    })
+    failed.catch(() => {})
+    await Promise.race([failed, this.waitUntilReady()])
+  }
+
+  private async waitUntilReady(): Promise<void> {
+    const deadline = Date.now() + 10_000
+    while (Date.now() < deadline) {
+      const probe = new Redis(this.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+      probe.on('error', () => {})
+      try {
+        await probe.connect()
+        if ((await probe.ping()) === 'PONG') return
+      } catch {
+        // not up yet
+      } finally {
+        probe.disconnect()
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+    throw new Error(`redis-server on port ${this.port} did not answer within 10 s`)
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child
+    this.child = undefined
+    if (!child || child.exitCode !== null || child.signalCode !== null) return
+    child.kill('SIGCONT') // in case a test paused it
+    child.kill('SIGTERM')
+    await once(child, 'exit')
+  }
+
+  /** Stops the server and starts a new, empty one on the same port. */
+  async restart(): Promise<void> {
+    await this.stop()
+    await this.boot()
+  }
+
+  pause(): void {
+    this.child?.kill('SIGSTOP')
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT')
+  }
+}

@@ -1,0 +1,132 @@
+import t from 'tap'
+import { HeartbeatStore, shardKeys, heartbeatKey, type NodeHeartbeat, type JobCounts } from '../src/index.js'
+import { createRedisClient, waitForReady } from '../src/index.js'
+import { RedisServer } from '../src/testing/index.js'
+
+const layout = { prefix: 'tornado', shards: 1 }
+const keys = shardKeys(layout, 0)
+
+const beat = (nodeId: string, counts: JobCounts, instanceId = `i-${nodeId}`): NodeHeartbeat => ({
+  nodeId,
+  instanceId,
+  hostname: `${nodeId}.local`,
+  ip: '10.0.0.1',
+  counts,
+  agentTimeMs: Date.now(),
+})
+
+t.test('heartbeat store on a real redis-server', async (t) => {
+  const server = await RedisServer.start()
+  const redis = createRedisClient(server.url)
+  const raw = server.client()
+  t.teardown(async () => {
+    redis.disconnect()
+    raw.disconnect()
+    await server.stop()
+  })
+  await raw.ping()
+  t.equal(await waitForReady(redis, 5000), true)
+  const store = new HeartbeatStore(redis, layout, 30_000)
+
+  t.beforeEach(async () => {
+    await raw.flushall() // the private server this test started
+  })
+
+  t.test('sums nodes and applies changes as deltas', async (t) => {
+    await store.writeHeartbeat(beat('a', { downloading: 3, muxing: 1, uploading: 0 }))
+    await store.writeHeartbeat(beat('b', { downloading: 2, muxing: 0, uploading: 5 }))
+    t.same((await store.readTotals()).totals, { total_downloading: 5, total_muxing: 1, total_uploading: 5 })
+    await store.writeHeartbeat(beat('a', { downloading: 0, muxing: 2, uploading: 1 }))
+    await store.writeHeartbeat(beat('a', { downloading: 0, muxing: 2, uploading: 1 }))
+    const snapshot = await store.readTotals()
+    t.same(snapshot.totals, { total_downloading: 2, total_muxing: 2, total_uploading: 6 })
+    t.equal(snapshot.liveNodes, 2)
+    t.same(await raw.hgetall(heartbeatKey(layout, 'a')), {
+      hostname: 'a.local',
+      ip: '10.0.0.1',
+      downloading: '0',
+      muxing: '2',
+      uploading: '1',
+      instance: 'i-a',
+      agent_time_ms: (await raw.hget(heartbeatKey(layout, 'a'), 'agent_time_ms'))!,
+      seen_ms: (await raw.hget(heartbeatKey(layout, 'a'), 'seen_ms'))!,
+    })
+  })
+
+  t.test('a node last seen 31 s ago (Redis clock) is pruned and leaves the totals', async (t) => {
+    await store.writeHeartbeat(beat('a', { downloading: 3, muxing: 1, uploading: 0 }))
+    await store.writeHeartbeat(beat('b', { downloading: 2, muxing: 0, uploading: 5 }))
+    const [seconds] = await raw.time()
+    await raw.zadd(keys.nodes, Number(seconds) * 1000 - 31_000, 'b')
+    const snapshot = await store.readTotals()
+    t.same(snapshot.totals, { total_downloading: 3, total_muxing: 1, total_uploading: 0 })
+    t.equal(snapshot.pruned, 1)
+    t.equal(await raw.exists(heartbeatKey(layout, 'b')), 0)
+  })
+
+  t.test('a node 29 s old still counts', async (t) => {
+    await store.writeHeartbeat(beat('b', { downloading: 2, muxing: 0, uploading: 5 }))
+    const [seconds] = await raw.time()
+    await raw.zadd(keys.nodes, Number(seconds) * 1000 - 29_000, 'b')
+    t.same((await store.readTotals()).totals, { total_downloading: 2, total_muxing: 0, total_uploading: 5 })
+  })
+
+  t.test('removal takes a node out at once, but only its own instance', async (t) => {
+    await store.writeHeartbeat(beat('a', { downloading: 3, muxing: 1, uploading: 0 }, 'first'))
+    t.equal(await store.removeNode('a', 'other'), false)
+    t.same((await store.readTotals()).totals, { total_downloading: 3, total_muxing: 1, total_uploading: 0 })
+    t.equal(await store.removeNode('a', 'first'), true)
+    t.same((await store.readTotals()).totals, { total_downloading: 0, total_muxing: 0, total_uploading: 0 })
+    t.equal(await store.removeNode('a', 'first'), false)
+  })
+
+  t.test('a beat reports the instance that wrote the record before', async (t) => {
+    const first = await store.writeHeartbeat(beat('a', { downloading: 1, muxing: 0, uploading: 0 }, 'one'))
+    t.equal(first.previousInstanceId, '')
+    t.equal(first.previousAgeMs, -1)
+    const second = await store.writeHeartbeat(beat('a', { downloading: 1, muxing: 0, uploading: 0 }, 'two'))
+    t.equal(second.previousInstanceId, 'one')
+    t.ok(second.previousAgeMs >= 0 && second.previousAgeMs < 1000)
+    t.same((await store.readTotals()).totals, { total_downloading: 1, total_muxing: 0, total_uploading: 0 })
+  })
+
+  t.test('bad counts are refused before anything is written', async (t) => {
+    await store.writeHeartbeat(beat('a', { downloading: 1, muxing: 0, uploading: 0 }))
+    await t.rejects(store.writeHeartbeat(beat('a', { downloading: -1, muxing: 0, uploading: 0 })), /counts must be integers/)
+    await t.rejects(store.writeHeartbeat(beat('a', { downloading: 1.5, muxing: 0, uploading: 0 })), /counts must be integers/)
+    t.same((await store.readTotals()).totals, { total_downloading: 1, total_muxing: 0, total_uploading: 0 })
+  })
+
+  t.test('garbage under the prefix is dropped and the good nodes stay exact', async (t) => {
+    await store.writeHeartbeat(beat('a', { downloading: 3, muxing: 1, uploading: 0 }))
+    await store.writeHeartbeat(beat('b', { downloading: 2, muxing: 0, uploading: 5 }))
+    await store.writeHeartbeat(beat('c', { downloading: 1, muxing: 1, uploading: 1 }))
+    await raw.hset(heartbeatKey(layout, 'c'), 'muxing', '-5')
+    // c is a live member whose record turned to garbage: reads stay O(1), so it is found by its next beat,
+    // its pruning or a recount
+    const recount = await store.recount()
+    t.equal(recount.dropped, 1)
+    t.same(recount.recounted, { total_downloading: 5, total_muxing: 1, total_uploading: 5 })
+    t.same((await store.readTotals()).totals, { total_downloading: 5, total_muxing: 1, total_uploading: 5 })
+
+    await raw.del(keys.totals)
+    await raw.set(keys.totals, 'not a hash')
+    const healed = await store.readTotals()
+    t.same(healed.totals, { total_downloading: 5, total_muxing: 1, total_uploading: 5 })
+
+    await raw.hset(keys.totals, 'downloading', '1e300')
+    t.same((await store.readTotals()).totals, { total_downloading: 5, total_muxing: 1, total_uploading: 5 })
+
+    await raw.del(heartbeatKey(layout, 'b'))
+    await raw.set(heartbeatKey(layout, 'b'), 'wrong type')
+    const [seconds] = await raw.time()
+    await raw.zadd(keys.nodes, Number(seconds) * 1000 - 60_000, 'b')
+    const pruned = await store.readTotals()
+    t.equal(pruned.dropped, 1)
+    t.same(pruned.totals, { total_downloading: 3, total_muxing: 1, total_uploading: 0 })
+
+    const back = await store.writeHeartbeat(beat('b', { downloading: 2, muxing: 0, uploading: 5 }))
+    t.equal(back.previousInstanceId, '')
+    t.same((await store.readTotals()).totals, { total_downloading: 5, total_muxing: 1, total_uploading: 5 })
+  })
+})
