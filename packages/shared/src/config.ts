@@ -18,20 +18,35 @@ export function readEnv<S extends TObject>(schema: S, env: Env): Static<S> {
     const value = env[name]
     if (value !== undefined && value !== '') raw[name] = value
   }
-  const withDefaults = Value.Default(schema, raw) as Record<string, unknown>
-  const converted = Value.Convert(schema, withDefaults) as Record<string, unknown>
+  const converted = Value.Default(schema, raw) as Record<string, unknown>
   for (const [name, property] of Object.entries(schema.properties) as [string, TSchema][]) {
     const value = converted[name]
     if (value === undefined) {
       if ((schema.required ?? []).includes(name)) throw new ConfigError(`${name} is required`)
       continue
     }
-    if (!Value.Check(property, value)) {
+    const typed = typeof value === 'string' ? fromText(property, value) : value
+    converted[name] = typed
+    if (typed === undefined || !Value.Check(property, typed)) {
       const shown = (property as { secret?: boolean }).secret ? '(value hidden)' : JSON.stringify(env[name])
       throw new ConfigError(`${name}=${shown} is invalid: ${describe(property)}`)
     }
   }
   return converted as Static<S>
+}
+
+/** Strict conversion from an environment string: '3.5' is not an integer, 'yes' is not a number. */
+function fromText(schema: TSchema, text: string): unknown {
+  const type = (schema as { type?: unknown }).type
+  if (type === 'integer') return /^-?\d+$/.test(text.trim()) ? Number(text) : undefined
+  if (type === 'number') return text.trim() !== '' && Number.isFinite(Number(text)) ? Number(text) : undefined
+  if (type === 'boolean') {
+    const lowered = text.trim().toLowerCase()
+    if (['1', 'true', 'yes', 'on'].includes(lowered)) return true
+    if (['0', 'false', 'no', 'off'].includes(lowered)) return false
+    return undefined
+  }
+  return text
 }
 
 function describe(schema: TSchema): string {
