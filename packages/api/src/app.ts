@@ -1,0 +1,40 @@
+import { fastify, type FastifyServerOptions } from 'fastify'
+import fastifySensible from '@fastify/sensible'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { ApiConfig } from './config.js'
+import authPlugin from './plugins/auth.js'
+import errorsPlugin, { clientErrorHandler, frameworkErrors } from './plugins/errors.js'
+import redisPlugin from './plugins/redis.js'
+import dashboardClusterRoutes from './routes/dashboard-cluster.js'
+import healthRoutes from './routes/health.js'
+
+export interface BuildAppOptions {
+  config: ApiConfig
+  /** Logger settings merged over the defaults, e.g. `{ stream }` in tests to capture the log lines. */
+  logger?: Record<string, unknown>
+}
+
+/** Paths of secrets pino replaces with "[Redacted]" wherever a log line would carry them. */
+const REDACTED_PATHS = ['req.headers["x-api-key"]', 'request.headers["x-api-key"]', 'headers["x-api-key"]']
+
+/** Builds the API with its plugins and routes; never listens (server.ts does, tests use inject or listen). */
+export async function buildApp({ config, logger }: BuildAppOptions) {
+  const options: FastifyServerOptions = {
+    logger: { level: config.logLevel, redact: REDACTED_PATHS, ...logger },
+    clientErrorHandler,
+    frameworkErrors,
+    // A dashboard polls every second over keep-alive connections; closing must not wait for them to idle out.
+    forceCloseConnections: 'idle',
+  }
+  const app = fastify(options).withTypeProvider<TypeBoxTypeProvider>()
+
+  await app.register(fastifySensible)
+  await app.register(errorsPlugin)
+  await app.register(redisPlugin, { url: config.redisUrl, layout: config.layout, staleAfterMs: config.staleAfterMs })
+  await app.register(authPlugin, { apiKeyDigests: config.apiKeyDigests })
+  await app.register(healthRoutes)
+  await app.register(dashboardClusterRoutes)
+  return app
+}
+
+export type App = Awaited<ReturnType<typeof buildApp>>

@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { ApiEnv } from './config.js'
+import { runServer } from './server.js'
+
+function usage(): string {
+  const lines = Object.entries(ApiEnv.properties).map(([name, schema]) => {
+    const { default: fallback, description } = schema as { default?: unknown; description?: string }
+    const shown = fallback === undefined ? '(required)' : `default ${String(fallback)}`
+    return `  ${name.padEnd(18)} ${shown}\n  ${''.padEnd(18)} ${description ?? ''}`
+  })
+  return [
+    'Usage: tornado-api [--help] [--version]',
+    '',
+    'Serves GET /dashboard/cluster (the job totals over every live worker node, x-api-key required) and GET /health.',
+    'Configured by environment variables:',
+    ...lines,
+    '',
+  ].join('\n')
+}
+
+function version(): string {
+  // package.json sits one level above both src/ and dist/.
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+let args
+try {
+  args = parseArgs({
+    options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
+    strict: true,
+  }).values
+} catch (err) {
+  process.stderr.write(`tornado-api: ${(err as Error).message}\n\n${usage()}`)
+  process.exit(2)
+}
+
+if (args.help) {
+  process.stdout.write(usage())
+} else if (args.version) {
+  process.stdout.write(`${version()}\n`)
+} else {
+  await runServer(process.env)
+}

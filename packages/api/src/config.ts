@@ -1,0 +1,71 @@
+import { createHash } from 'node:crypto'
+import { Type, type Static } from 'typebox'
+import { ConfigError, readEnv, redactUrl, StoreEnv, type Env, type StoreLayout } from '@tornado/shared'
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+/** Every variable the API reads: the property names are the variable names. */
+export const ApiEnv = Type.Object({
+  ...StoreEnv,
+  TORNADO_API_KEYS: Type.String({
+    // At least one entry that is not empty once trimmed.
+    pattern: '[^,\\s]',
+    description: 'comma-separated API keys accepted in the x-api-key header (at least one)',
+    secret: true,
+  }),
+  PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535, description: 'a TCP port from 0 to 65535 (0: any free port)' }),
+  HOST: Type.String({ default: '0.0.0.0', minLength: 1, description: 'the address to listen on, e.g. 0.0.0.0 or 127.0.0.1' }),
+  LOG_LEVEL: Type.Union(
+    LOG_LEVELS.map((level) => Type.Literal(level)),
+    { default: 'info', description: `one of ${LOG_LEVELS.join(', ')}` },
+  ),
+})
+export type ApiEnv = Static<typeof ApiEnv>
+
+export interface ApiConfig {
+  redisUrl: string
+  layout: StoreLayout
+  staleAfterMs: number
+  /** SHA-256 digests of the accepted keys: the keys themselves are not kept, so no log or dump can show them. */
+  apiKeyDigests: Buffer[]
+  port: number
+  host: string
+  logLevel: LogLevel
+}
+
+export const sha256 = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest()
+
+/** Reads and validates the API's configuration once; throws ConfigError naming the bad variable. */
+export function loadApiConfig(env: Env): ApiConfig {
+  const vars = readEnv(ApiEnv, env)
+  try {
+    new URL(vars.REDIS_URL)
+  } catch {
+    throw new ConfigError('REDIS_URL=(value hidden) is invalid: not a parseable URL, e.g. redis://:password@host:6379/0')
+  }
+  const keys = new Set(vars.TORNADO_API_KEYS.split(',').map((key) => key.trim()).filter((key) => key !== ''))
+  return {
+    redisUrl: vars.REDIS_URL,
+    layout: { prefix: vars.TORNADO_PREFIX, shards: vars.TORNADO_SHARDS },
+    staleAfterMs: vars.STALE_AFTER_MS,
+    apiKeyDigests: [...keys].map(sha256),
+    port: vars.PORT,
+    host: vars.HOST,
+    logLevel: vars.LOG_LEVEL,
+  }
+}
+
+/** The configuration as it may be logged: the Redis password redacted, the keys only counted. */
+export function describeConfig(config: ApiConfig) {
+  return {
+    redisUrl: redactUrl(config.redisUrl),
+    prefix: config.layout.prefix,
+    shards: config.layout.shards,
+    staleAfterMs: config.staleAfterMs,
+    apiKeys: config.apiKeyDigests.length,
+    host: config.host,
+    port: config.port,
+    logLevel: config.logLevel,
+  }
+}

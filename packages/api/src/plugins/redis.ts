@@ -1,0 +1,90 @@
+import { fastifyPlugin } from 'fastify-plugin'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import type { Redis } from 'ioredis'
+import { createRedisClient, HeartbeatStore, waitForReady, type StoreLayout } from '@tornado/shared'
+
+export interface RedisPluginOptions {
+  url: string
+  layout: StoreLayout
+  staleAfterMs: number
+}
+
+/** How long start-up waits for Redis before serving 503s until it comes. */
+const READY_WAIT_MS = 2_000
+
+/**
+ * Whether Redis answers, as seen by connection events and by the outcome of requests (a paused Redis keeps its
+ * connection open, so only a timed-out command tells). Logs transitions only: one warning per outage, one
+ * info line when it ends, however many requests fail in between.
+ */
+export class RedisAvailability {
+  private available: boolean | undefined
+  private downSince = 0
+  closing = false
+
+  constructor(private readonly log: FastifyBaseLogger) {}
+
+  get isAvailable(): boolean {
+    return this.available === true
+  }
+
+  markUp(): void {
+    if (this.available === true) return
+    if (this.available === false) {
+      this.log.info({ outageMs: Date.now() - this.downSince }, 'Redis available again')
+    } else {
+      this.log.info('Redis connected')
+    }
+    this.available = true
+  }
+
+  markDown(reason: string): void {
+    if (this.available === false || this.closing) return
+    this.available = false
+    this.downSince = Date.now()
+    this.log.warn({ reason }, 'Redis unavailable: answering 503 until it returns')
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    redis: Redis
+    store: HeartbeatStore
+    redisAvailability: RedisAvailability
+  }
+}
+
+async function redisPlugin(fastify: FastifyInstance, options: RedisPluginOptions) {
+  const log = fastify.log.child({ component: 'redis' })
+  const availability = new RedisAvailability(log)
+  const redis = createRedisClient(options.url)
+  // Connection errors repeat on every reconnect attempt; the transition is what matters.
+  redis.on('error', (err: Error) => {
+    log.debug({ reason: err.message }, 'Redis connection error')
+    availability.markDown(err.message)
+  })
+  redis.on('close', () => availability.markDown('connection closed'))
+  redis.on('ready', () => availability.markUp())
+
+  fastify.decorate('redis', redis)
+  fastify.decorate('store', new HeartbeatStore(redis, options.layout, options.staleAfterMs))
+  fastify.decorate('redisAvailability', availability)
+
+  fastify.addHook('onClose', async () => {
+    availability.closing = true
+    try {
+      // QUIT lets Redis finish our in-flight commands; bounded by the client's command timeout.
+      if (redis.status === 'ready') await redis.quit()
+    } catch {
+      // already gone: nothing to say goodbye to
+    } finally {
+      redis.disconnect()
+    }
+  })
+
+  if (!(await waitForReady(redis, READY_WAIT_MS))) {
+    availability.markDown(`not ready within ${READY_WAIT_MS} ms of start`)
+  }
+}
+
+export default fastifyPlugin(redisPlugin, { name: 'tornado-redis', fastify: '5.x' })

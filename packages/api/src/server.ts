@@ -1,0 +1,64 @@
+import { ConfigError, type Env } from '@tornado/shared'
+import { buildApp, type App } from './app.js'
+import { describeConfig, loadApiConfig } from './config.js'
+
+/** How long a graceful stop may take before the process exits anyway. */
+const STOP_DEADLINE_MS = 5_000
+
+/**
+ * Runs the API as a process: reads the configuration, builds the app, listens, and stops cleanly on SIGTERM/SIGINT
+ * (a second signal exits at once). Exits 1 with a one-line message when the configuration is bad.
+ */
+export async function runServer(env: Env): Promise<void> {
+  let config
+  try {
+    config = loadApiConfig(env)
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    process.stderr.write(`tornado-api: ${err.message}\nRun tornado-api --help for every variable and its default.\n`)
+    process.exit(1)
+  }
+
+  let app: App | undefined
+  let stopping = false
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      app?.log.warn({ signal }, 'second signal: exiting without waiting')
+      process.exit(1)
+    }
+    stopping = true
+    // Start-up still running: it checks `stopping` when done.
+    if (app) void closeAndExit(app, signal)
+  }
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+
+  app = await buildApp({ config })
+  app.log.info({ config: describeConfig(config) }, 'tornado-api starting')
+  if (stopping) return closeAndExit(app, 'SIGTERM')
+  try {
+    await app.listen({ port: config.port, host: config.host })
+  } catch (err) {
+    app.log.fatal({ reason: (err as Error).message }, 'cannot listen')
+    await app.close()
+    process.exit(1)
+  }
+  if (stopping) return closeAndExit(app, 'SIGTERM')
+}
+
+async function closeAndExit(app: App, signal: NodeJS.Signals): Promise<never> {
+  app.log.info({ signal }, 'stopping: no new connections, finishing requests, closing Redis')
+  const deadline = setTimeout(() => {
+    app.log.error({ deadlineMs: STOP_DEADLINE_MS }, 'graceful stop took too long: exiting')
+    process.exit(1)
+  }, STOP_DEADLINE_MS)
+  deadline.unref()
+  try {
+    await app.close()
+  } catch (err) {
+    app.log.error({ reason: (err as Error).message }, 'error while stopping')
+    process.exit(1)
+  }
+  app.log.info('stopped')
+  process.exit(0)
+}
