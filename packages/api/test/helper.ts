@@ -51,14 +51,17 @@ export interface TestApi {
 
 /**
  * A private redis-server and the app built against it, listening on a free loopback port.
+ * With redisStopped, the server is stopped before the app is built (`redisServer.restart()` brings it up).
  * Teardown closes the app (which quits its Redis client), the helper clients and the server.
  */
-export async function startTestApi(t: Test, env: Env = {}): Promise<TestApi> {
+export async function startTestApi(t: Test, env: Env = {}, { redisStopped = false } = {}): Promise<TestApi> {
   const redisServer = await RedisServer.start()
+  if (redisStopped) await redisServer.stop()
   const config = loadApiConfig({ REDIS_URL: redisServer.url, TORNADO_API_KEYS: `${KEY_A},${KEY_B}`, ...env })
   const logs = new LogCapture()
   const app = await buildApp({ config, logger: { stream: logs.stream } })
   const raw = redisServer.client()
+  raw.on('error', () => {})
   const agentRedis = createRedisClient(redisServer.url)
   agentRedis.on('error', () => {}) // outages are what some tests are about
   t.teardown(async () => {
@@ -70,7 +73,7 @@ export async function startTestApi(t: Test, env: Env = {}): Promise<TestApi> {
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('app is not listening on TCP')
-  await waitForReady(agentRedis, 5_000)
+  if (!redisStopped) await waitForReady(agentRedis, 5_000)
   const agentStore = new HeartbeatStore(agentRedis, config.layout, config.staleAfterMs)
   return { app, config, url: `http://127.0.0.1:${address.port}`, redisServer, raw, agentStore, agentRedis, logs }
 }

@@ -24,10 +24,6 @@ export class RedisAvailability {
 
   constructor(private readonly log: FastifyBaseLogger) {}
 
-  get isAvailable(): boolean {
-    return this.available === true
-  }
-
   markUp(): void {
     if (this.available === true) return
     if (this.available === false) {
