@@ -14,8 +14,8 @@ import { MAX_JOB_COUNT } from './schemas.js'
  */
 
 const PRELUDE = `
--- Redis < 7 needs this before TIME in a script that writes; from Redis 7 on it is a no-op.
-if redis.replicate_commands then pcall(redis.replicate_commands) end
+-- Redis < 7 needs this before TIME in a script that writes (Redis 7 replicates effects and has REDIS_VERSION_NUM).
+if not redis.REDIS_VERSION_NUM then redis.replicate_commands() end
 
 local MAX_JOB_COUNT = ${MAX_JOB_COUNT}
 -- Sums stay exact in Lua's doubles (and in JSON) far below 2^53.
@@ -56,10 +56,15 @@ local function readTotals(key)
   return out
 end
 
+-- Adds sign * counts to the totals; false when the totals key was garbage (the caller then recounts).
+local STAGES = { 'downloading', 'muxing', 'uploading' }
 local function addToTotals(key, sign, counts)
-  if counts[1] ~= 0 then redis.call('HINCRBY', key, 'downloading', sign * counts[1]) end
-  if counts[2] ~= 0 then redis.call('HINCRBY', key, 'muxing', sign * counts[2]) end
-  if counts[3] ~= 0 then redis.call('HINCRBY', key, 'uploading', sign * counts[3]) end
+  for i = 1, 3 do
+    if counts[i] ~= 0 and type(redis.pcall('HINCRBY', key, STAGES[i], sign * counts[i])) ~= 'number' then
+      return false
+    end
+  end
+  return true
 end
 
 -- Rebuilds the totals from the members' records, dropping members whose record is garbage.
@@ -95,19 +100,26 @@ end
 local function prune(nodesKey, totalsKey, nodePrefix, cutoff, limit)
   local stale
   if limit > 0 then
-    stale = redis.call('ZRANGEBYSCORE', nodesKey, '-inf', '(' .. cutoff, 'LIMIT', 0, limit)
+    stale = redis.pcall('ZRANGEBYSCORE', nodesKey, '-inf', '(' .. cutoff, 'LIMIT', 0, limit)
   else
-    stale = redis.call('ZRANGEBYSCORE', nodesKey, '-inf', '(' .. cutoff)
+    stale = redis.pcall('ZRANGEBYSCORE', nodesKey, '-inf', '(' .. cutoff)
   end
+  if stale.err then return 0, recount(nodesKey, totalsKey, nodePrefix)[4] end
   local dropped = 0
+  local sound = true
   for _, id in ipairs(stale) do
     local key = nodePrefix .. id
     local rec = readRecord(key)
     redis.call('ZREM', nodesKey, id)
     redis.call('DEL', key)
-    if rec then addToTotals(totalsKey, -1, rec) else dropped = dropped + 1 end
+    if not rec then
+      dropped = dropped + 1
+      sound = false
+    elseif sound then
+      sound = addToTotals(totalsKey, -1, rec)
+    end
   end
-  if dropped > 0 then recount(nodesKey, totalsKey, nodePrefix) end
+  if not sound then recount(nodesKey, totalsKey, nodePrefix) end
   return #stale, dropped
 end
 `
@@ -134,36 +146,50 @@ if nodeId == '' or instanceId == '' or nodePrefix .. nodeId ~= nodeKey then
   return redis.error_reply('ERR tornado heartbeat: node id and record key disagree')
 end
 
+-- Every beat runs this, thousands of times a second: few calls, and wrong key types are caught by pcall on the
+-- first use of each key instead of checked up front.
 local now = nowMs()
-local dropped = ensureSound(nodesKey, totalsKey, nodePrefix)
-local previous = { 0, 0, 0 }
-local previousInstance, previousAge = '', -1
-local lastSeen = redis.call('ZSCORE', nodesKey, nodeId)
-if lastSeen then
-  previousAge = now - tonumber(lastSeen)
-  local rec = readRecord(nodeKey)
-  if rec then
-    previous = rec
-    previousInstance = rec[4]
-  else
-    -- A member with a garbage record: its counts in the totals are unknown, so recount without it.
-    redis.call('ZREM', nodesKey, nodeId)
-    redis.call('DEL', nodeKey)
-    dropped = dropped + 1 + recount(nodesKey, totalsKey, nodePrefix)[4]
-  end
-elseif redis.call('EXISTS', nodeKey) == 1 then
-  redis.call('DEL', nodeKey) -- a leftover that was never counted (or has the wrong type)
+local old = redis.pcall('HMGET', nodeKey, 'downloading', 'muxing', 'uploading', 'instance', 'seen_ms')
+if old.err then
+  redis.call('DEL', nodeKey)
+  old = {}
 end
-
 redis.call('HSET', nodeKey,
   'hostname', ARGV[3], 'ip', ARGV[4],
   'downloading', counts[1], 'muxing', counts[2], 'uploading', counts[3],
   'instance', instanceId, 'agent_time_ms', ARGV[8], 'seen_ms', now)
-redis.call('ZADD', nodesKey, now, nodeId)
-addToTotals(totalsKey, 1, { counts[1] - previous[1], counts[2] - previous[2], counts[3] - previous[3] })
 
-local pruned, prunedDropped = prune(nodesKey, totalsKey, nodePrefix, now - staleAfterMs, pruneLimit)
-return { previousInstance, previousAge, pruned, dropped + prunedDropped, now }
+-- ZADD answers 1 when the node was not a member: then nothing of its old record is in the totals.
+local added = redis.pcall('ZADD', nodesKey, now, nodeId)
+local previousInstance, previousAge, dropped = '', -1, 0
+local needRecount = type(added) ~= 'number'
+if not needRecount and added == 0 then
+  local previous = { jobCount(old[1]), jobCount(old[2]), jobCount(old[3]) }
+  previousInstance = old[4] or ''
+  previousAge = now - (tonumber(old[5]) or now)
+  if previous[1] == nil or previous[2] == nil or previous[3] == nil then
+    dropped = 1 -- a member whose record was garbage: its share of the totals is unknown
+    needRecount = true
+  else
+    needRecount = not addToTotals(totalsKey, 1, { counts[1] - previous[1], counts[2] - previous[2], counts[3] - previous[3] })
+  end
+elseif not needRecount then
+  needRecount = not addToTotals(totalsKey, 1, counts)
+end
+if needRecount then
+  if redis.call('TYPE', nodesKey)['ok'] ~= 'zset' then redis.call('DEL', nodesKey) end
+  redis.call('ZADD', nodesKey, now, nodeId)
+  dropped = dropped + recount(nodesKey, totalsKey, nodePrefix)[4]
+end
+
+-- One beat in eight also prunes a few stale nodes, so records stay bounded even when no API reads.
+local pruned = 0
+if now % 8 == 0 then
+  local prunedDropped
+  pruned, prunedDropped = prune(nodesKey, totalsKey, nodePrefix, now - staleAfterMs, pruneLimit)
+  dropped = dropped + prunedDropped
+end
+return { previousInstance, previousAge, pruned, dropped, now }
 `
 
 /**
@@ -179,7 +205,7 @@ local rec = readRecord(nodeKey)
 if rec and rec[4] ~= instanceId then return -1 end
 redis.call('ZREM', nodesKey, nodeId)
 redis.call('DEL', nodeKey)
-if rec then addToTotals(totalsKey, -1, rec) else recount(nodesKey, totalsKey, nodePrefix) end
+if not (rec and addToTotals(totalsKey, -1, rec)) then recount(nodesKey, totalsKey, nodePrefix) end
 return 1
 `
 
@@ -192,10 +218,14 @@ local nodesKey, totalsKey = KEYS[1], KEYS[2]
 local staleAfterMs, nodePrefix = tonumber(ARGV[1]), ARGV[2]
 if staleAfterMs == nil or staleAfterMs <= 0 then return redis.error_reply('ERR tornado totals: bad staleAfterMs') end
 local now = nowMs()
-local dropped = ensureSound(nodesKey, totalsKey, nodePrefix)
-local pruned, prunedDropped = prune(nodesKey, totalsKey, nodePrefix, now - staleAfterMs, 0)
+local pruned, dropped = prune(nodesKey, totalsKey, nodePrefix, now - staleAfterMs, 0)
 local totals = readTotals(totalsKey)
-return { totals[1], totals[2], totals[3], redis.call('ZCARD', nodesKey), pruned, dropped + prunedDropped, now }
+if not totals then
+  local sums = recount(nodesKey, totalsKey, nodePrefix)
+  totals = sums
+  dropped = dropped + sums[4]
+end
+return { totals[1], totals[2], totals[3], redis.call('ZCARD', nodesKey), pruned, dropped, now }
 `
 
 /**

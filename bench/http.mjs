@@ -1,0 +1,3 @@
+export async function measureHttp() {
+  throw new Error('not yet')
+}

@@ -1,0 +1,3 @@
+export function renderReport(results) {
+  return JSON.stringify(results, null, 2)
+}
