@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { parseArgs } from 'node:util'
+import { ConfigError } from '@tornado/shared'
+import { createLogger, startAgent } from './agent.js'
+import { describeVariables, loadConfig } from './config.js'
+
+const HELP = `Usage: tornado-agent [options]
+
+Writes this worker node's heartbeat (what it is downloading, muxing and uploading) to Redis every
+HEARTBEAT_INTERVAL_MS, and takes the node's counts on a local HTTP interface:
+  PUT /counts {"downloading":3,"muxing":1,"uploading":0}   GET /counts   GET /health
+
+Options:
+  --simulate             simulate a workload instead of taking PUT /counts (same as TORNADO_SIMULATE=1)
+  -h, --help             show this help
+  -v, --version          print the version
+
+Environment variables:
+${describeVariables().join('\n')}
+
+SIGTERM or SIGINT stops the agent and removes the node from the totals at once; a second signal exits at once.
+`
+
+function version(): string {
+  // src/bin.ts and dist/bin.js both sit one level below the package root.
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+function fail(message: string): never {
+  process.stderr.write(`tornado-agent: ${message}\n`)
+  process.exit(1)
+}
+
+async function main(): Promise<void> {
+  let flags: { simulate?: boolean; help?: boolean; version?: boolean }
+  try {
+    flags = parseArgs({
+      options: {
+        simulate: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values
+  } catch (err) {
+    fail(`${(err as Error).message}; see --help`)
+  }
+  if (flags.help) return void process.stdout.write(HELP)
+  if (flags.version) return void process.stdout.write(`${version()}\n`)
+
+  let config
+  try {
+    config = loadConfig(process.env, { hostname: hostname(), simulate: flags.simulate })
+  } catch (err) {
+    if (err instanceof ConfigError) fail(`configuration error: ${err.message}`)
+    throw err
+  }
+
+  const logger = createLogger(config.logLevel)
+  let agent
+  try {
+    agent = await startAgent(config, { logger })
+  } catch (err) {
+    logger.fatal({ event: 'start_failed', err: (err as Error).message }, 'agent could not start')
+    process.exit(1)
+  }
+
+  let signals = 0
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++
+    if (signals > 1) {
+      logger.warn({ event: 'forced_exit', signal }, 'second signal: exiting without finishing shutdown')
+      process.exit(1)
+    }
+    logger.info({ event: 'signal', signal }, `received ${signal}`)
+    void agent.stop().then(() => process.exit(0))
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+}
+
+void main()

@@ -1,0 +1,92 @@
+import { Type, type Static } from 'typebox'
+import { ConfigError, NODE_ID_PATTERN, StoreEnv, parseHostPort, readEnv, type Env } from '@tornado/shared'
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+/** Every variable the agent reads; names are the variable names, defaults and descriptions feed `--help`. */
+export const AgentEnv = Type.Object({
+  ...StoreEnv,
+  TORNADO_NODE_ID: Type.Optional(
+    Type.String({
+      pattern: NODE_ID_PATTERN,
+      description: 'letters, digits and . _ : @ - (up to 128, starting with a letter or digit); default: the hostname',
+    }),
+  ),
+  HEARTBEAT_INTERVAL_MS: Type.Integer({
+    default: 1000,
+    minimum: 100,
+    maximum: 60_000,
+    description: 'milliseconds between heartbeats, an integer from 100 to 60000',
+  }),
+  AGENT_LISTEN: Type.String({
+    default: '127.0.0.1:7071',
+    description: 'host:port of the local HTTP interface (PUT /counts), e.g. 127.0.0.1:7071',
+  }),
+  TORNADO_SIMULATE: Type.Union([Type.Literal('0'), Type.Literal('1'), Type.Literal('false'), Type.Literal('true')], {
+    default: '0',
+    description: '1 or true: simulate a workload instead of taking PUT /counts (same as --simulate); 0 or false: off',
+  }),
+  LOG_LEVEL: Type.Union(
+    LOG_LEVELS.map((level) => Type.Literal(level)),
+    { default: 'info', description: `one of ${LOG_LEVELS.join(', ')}` },
+  ),
+})
+export type AgentEnv = Static<typeof AgentEnv>
+
+export interface AgentConfig {
+  redisUrl: string
+  layout: { prefix: string; shards: number }
+  staleAfterMs: number
+  nodeId: string
+  intervalMs: number
+  listen: { host: string; port: number }
+  simulate: boolean
+  logLevel: LogLevel
+}
+
+export interface ConfigOverrides {
+  /** `--simulate` on the command line. */
+  simulate?: boolean
+  /** Used for the default node id; the caller passes os.hostname(). */
+  hostname: string
+}
+
+/** Reads and validates the agent's configuration once, at start. Throws ConfigError naming the bad variable. */
+export function loadConfig(env: Env, overrides: ConfigOverrides): AgentConfig {
+  const vars = readEnv(AgentEnv, env)
+  let listen: AgentConfig['listen']
+  try {
+    listen = parseHostPort(vars.AGENT_LISTEN)
+  } catch (err) {
+    throw new ConfigError(`AGENT_LISTEN=${JSON.stringify(vars.AGENT_LISTEN)} is invalid: ${(err as Error).message}`)
+  }
+  return {
+    redisUrl: vars.REDIS_URL,
+    layout: { prefix: vars.TORNADO_PREFIX, shards: vars.TORNADO_SHARDS },
+    staleAfterMs: vars.STALE_AFTER_MS,
+    nodeId: vars.TORNADO_NODE_ID ?? nodeIdFromHostname(overrides.hostname),
+    intervalMs: vars.HEARTBEAT_INTERVAL_MS,
+    listen,
+    simulate: overrides.simulate === true || vars.TORNADO_SIMULATE === '1' || vars.TORNADO_SIMULATE === 'true',
+    logLevel: vars.LOG_LEVEL as LogLevel,
+  }
+}
+
+/** A hostname made to fit NODE_ID_PATTERN: other characters become '-', at most 128 characters. */
+export function nodeIdFromHostname(hostname: string): string {
+  const id = hostname
+    .replace(/[^A-Za-z0-9._:@-]/g, '-')
+    .replace(/^[^A-Za-z0-9]+/, '')
+    .slice(0, 128)
+  return id === '' ? 'node' : id
+}
+
+/** The `--help` lines for the variables, straight from the schema so they cannot drift from it. */
+export function describeVariables(): string[] {
+  return Object.entries(AgentEnv.properties).map(([name, schema]) => {
+    const { default: fallback, description } = schema as { default?: unknown; description?: string }
+    const shown = fallback === undefined ? '' : ` (default: ${String(fallback)})`
+    return `  ${name.padEnd(22)} ${description ?? ''}${shown}`
+  })
+}

@@ -1,0 +1,6 @@
+export { startAgent, createLogger, SHUTDOWN_DEADLINE_MS, type Agent, type AgentDeps } from './agent.js'
+export { loadConfig, nodeIdFromHostname, describeVariables, AgentEnv, type AgentConfig } from './config.js'
+export { HeartbeatLoop, DUPLICATE_WARN_EVERY_MS, describeError, type BeatWriter, type HeartbeatLoopOptions } from './heartbeat-loop.js'
+export { HostInfoSource, pickAddress, isUsableAddress, quickHostInfo, readHostInfo, type HostInfo, type InterfaceEntry, type AddressSources } from './host-info.js'
+export { buildLocalServer, describeRequestError, BODY_LIMIT_BYTES, type LocalServerOptions } from './local-server.js'
+export { Simulator, STAGE_SECONDS, STAGE_SLOTS, MAX_JOBS_ON_NODE, type SimulatorOptions, type SimulatorTimers } from './simulator.js'
