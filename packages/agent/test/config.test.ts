@@ -1,0 +1,103 @@
+import t from 'tap'
+import { ConfigError } from '@tornado/shared'
+import { describeVariables, loadConfig, nodeIdFromHostname } from '../src/index.js'
+
+const load = (env: Record<string, string>, simulate?: boolean) => loadConfig(env, { hostname: 'worker-7.example.com', simulate })
+
+t.test('defaults', async (t) => {
+  t.same(load({}), {
+    redisUrl: 'redis://127.0.0.1:6379',
+    layout: { prefix: 'tornado', shards: 1 },
+    staleAfterMs: 30_000,
+    nodeId: 'worker-7.example.com',
+    intervalMs: 1000,
+    listen: { host: '127.0.0.1', port: 7071 },
+    simulate: false,
+    logLevel: 'info',
+  })
+})
+
+t.test('every variable is read', async (t) => {
+  t.same(
+    load({
+      REDIS_URL: 'redis://:pw@cache:6380/2',
+      TORNADO_PREFIX: 'tn',
+      TORNADO_SHARDS: '8',
+      STALE_AFTER_MS: '5000',
+      TORNADO_NODE_ID: 'gpu-box@rack1',
+      HEARTBEAT_INTERVAL_MS: '250',
+      AGENT_LISTEN: '0.0.0.0:9000',
+      TORNADO_SIMULATE: 'true',
+      LOG_LEVEL: 'debug',
+    }),
+    {
+      redisUrl: 'redis://:pw@cache:6380/2',
+      layout: { prefix: 'tn', shards: 8 },
+      staleAfterMs: 5000,
+      nodeId: 'gpu-box@rack1',
+      intervalMs: 250,
+      listen: { host: '0.0.0.0', port: 9000 },
+      simulate: true,
+      logLevel: 'debug',
+    },
+  )
+  t.equal(load({ TORNADO_SIMULATE: '1' }).simulate, true)
+  t.equal(load({ TORNADO_SIMULATE: '0' }).simulate, false)
+  t.equal(load({ TORNADO_SIMULATE: 'false' }).simulate, false)
+  t.equal(load({ TORNADO_SIMULATE: '0' }, true).simulate, true, '--simulate wins')
+  t.same(load({ AGENT_LISTEN: '[::1]:7071' }).listen, { host: '::1', port: 7071 })
+})
+
+t.test('a bad variable stops start-up with a message naming it', async (t) => {
+  const cases: [Record<string, string>, string][] = [
+    [{ HEARTBEAT_INTERVAL_MS: '99' }, 'HEARTBEAT_INTERVAL_MS="99" is invalid: milliseconds between heartbeats, an integer from 100 to 60000'],
+    [{ HEARTBEAT_INTERVAL_MS: '60001' }, 'HEARTBEAT_INTERVAL_MS="60001" is invalid: milliseconds between heartbeats, an integer from 100 to 60000'],
+    [{ HEARTBEAT_INTERVAL_MS: '1s' }, 'HEARTBEAT_INTERVAL_MS="1s" is invalid: milliseconds between heartbeats, an integer from 100 to 60000'],
+    [{ AGENT_LISTEN: 'localhost' }, 'AGENT_LISTEN="localhost" is invalid: expected host:port, got "localhost"'],
+    [{ AGENT_LISTEN: '127.0.0.1:70000' }, 'AGENT_LISTEN="127.0.0.1:70000" is invalid: expected host:port, got "127.0.0.1:70000"'],
+    [{ TORNADO_SIMULATE: 'yes' }, 'TORNADO_SIMULATE="yes" is invalid: 1 or true: simulate a workload instead of taking PUT /counts (same as --simulate); 0 or false: off'],
+    [{ TORNADO_NODE_ID: 'bad id' }, 'TORNADO_NODE_ID="bad id" is invalid: letters, digits and . _ : @ - (up to 128, starting with a letter or digit); default: the hostname'],
+    [{ TORNADO_NODE_ID: '-x' }, 'TORNADO_NODE_ID="-x" is invalid: letters, digits and . _ : @ - (up to 128, starting with a letter or digit); default: the hostname'],
+    [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL="verbose" is invalid: one of fatal, error, warn, info, debug, trace, silent'],
+    [{ TORNADO_SHARDS: '0' }, 'TORNADO_SHARDS="0" is invalid: an integer from 1 to 1024; the same on every agent and API'],
+    [{ REDIS_URL: 'http://:secret@host' }, 'REDIS_URL=(value hidden) is invalid: a redis:// or rediss:// URL, e.g. redis://:password@host:6379/0'],
+  ]
+  for (const [env, message] of cases) {
+    const err = (() => {
+      try {
+        load(env)
+      } catch (caught) {
+        return caught
+      }
+    })()
+    t.ok(err instanceof ConfigError, `${JSON.stringify(env)} throws a ConfigError`)
+    t.equal((err as Error).message, message)
+  }
+})
+
+t.test('the default node id is the hostname made to fit the pattern', async (t) => {
+  t.equal(nodeIdFromHostname('worker-7.example.com'), 'worker-7.example.com')
+  t.equal(nodeIdFromHostname('My Laptop (2)'), 'My-Laptop--2-')
+  t.equal(nodeIdFromHostname('_underscore'), 'underscore')
+  t.equal(nodeIdFromHostname(''), 'node')
+  t.equal(nodeIdFromHostname('---'), 'node')
+  t.equal(nodeIdFromHostname('a'.repeat(300)), 'a'.repeat(128))
+})
+
+t.test('--help describes every variable with its default', async (t) => {
+  const lines = describeVariables()
+  const names = lines.map((line) => line.trim().split(/\s+/)[0])
+  t.same(names, [
+    'REDIS_URL',
+    'TORNADO_PREFIX',
+    'TORNADO_SHARDS',
+    'STALE_AFTER_MS',
+    'TORNADO_NODE_ID',
+    'HEARTBEAT_INTERVAL_MS',
+    'AGENT_LISTEN',
+    'TORNADO_SIMULATE',
+    'LOG_LEVEL',
+  ])
+  t.match(lines[5], /\(default: 1000\)$/)
+  t.match(lines[6], /\(default: 127\.0\.0\.1:7071\)$/)
+})
