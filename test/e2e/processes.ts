@@ -1,0 +1,57 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import type { Test } from 'tap'
+
+const root = fileURLToPath(new URL('../../', import.meta.url))
+const OUR_VARIABLES = /^(REDIS_URL|TORNADO_.*|STALE_AFTER_MS|PORT|HOST|LOG_LEVEL|AGENT_.*|HEARTBEAT_.*)$/
+
+export interface Running {
+  child: ChildProcess
+  output: () => string
+  exited: Promise<number | null>
+}
+
+/** Runs a package's bin from its TypeScript source, as tap runs the tests (its loader comes in execArgv). */
+export function startProcess(t: Test, bin: 'api' | 'agent', env: Record<string, string>, args: string[] = []): Running {
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !OUR_VARIABLES.test(name)))
+  const child = spawn(process.execPath, [...process.execArgv, `packages/${bin}/src/bin.ts`, ...args], {
+    cwd: root,
+    env: { ...inherited, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let output = ''
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  const exited = once(child, 'exit').then(([code]) => code as number | null)
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL')
+      await exited
+    }
+  })
+  return { child, output: () => output, exited }
+}
+
+export async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe()
+      if (value !== undefined) return value
+    } catch (err) {
+      last = err
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+  throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ''}`)
+}
+
+export async function listeningUrl(api: Running): Promise<string> {
+  return until(
+    'tornado-api listening',
+    async () => /"msg":"Server listening at (http:\/\/127\.0\.0\.1:\d+)"/.exec(api.output())?.[1],
+    20_000,
+  )
+}
