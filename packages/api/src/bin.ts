@@ -2,7 +2,6 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { ApiEnv } from './config.js'
-import { runServer } from './server.js'
 
 function usage(): string {
   const lines = Object.entries(ApiEnv.properties).map(([name, schema]) => {
@@ -42,5 +41,7 @@ if (args.help) {
 } else if (args.version) {
   process.stdout.write(`${version()}\n`)
 } else {
+  // Loaded only to run: --help and --version answer without loading Fastify.
+  const { runServer } = await import('./server.js')
   await runServer(process.env)
 }

@@ -11,8 +11,7 @@ import type { ErrorBody } from '@tornado/shared'
 async function errorsPlugin(fastify: FastifyInstance) {
   fastify.setErrorHandler((error: FastifyError, request, reply) => {
     const status = error.statusCode ?? 500
-    const deliberate = error instanceof fastify.httpErrors.HttpError || (status >= 400 && status < 500)
-    if (deliberate && status >= 400 && status < 600) {
+    if (error instanceof fastify.httpErrors.HttpError || (status >= 400 && status < 500)) {
       const body: ErrorBody = { error: error.message }
       return reply.code(status).send(body)
     }
