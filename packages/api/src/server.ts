@@ -20,14 +20,14 @@ export async function runServer(env: Env): Promise<void> {
   }
 
   let app: App | undefined
-  let stopping = false
+  let stopSignal: NodeJS.Signals | undefined
   const stop = (signal: NodeJS.Signals) => {
-    if (stopping) {
+    if (stopSignal) {
       app?.log.warn({ signal }, 'second signal: exiting without waiting')
       process.exit(1)
     }
-    stopping = true
-    // Start-up still running: it checks `stopping` when done.
+    stopSignal = signal
+    // Start-up still running: it checks stopSignal when done.
     if (app) void closeAndExit(app, signal)
   }
   process.on('SIGTERM', stop)
@@ -35,7 +35,7 @@ export async function runServer(env: Env): Promise<void> {
 
   app = await buildApp({ config })
   app.log.info({ config: describeConfig(config) }, 'tornado-api starting')
-  if (stopping) return closeAndExit(app, 'SIGTERM')
+  if (stopSignal) return closeAndExit(app, stopSignal)
   try {
     await app.listen({ port: config.port, host: config.host })
   } catch (err) {
@@ -43,7 +43,6 @@ export async function runServer(env: Env): Promise<void> {
     await app.close()
     process.exit(1)
   }
-  if (stopping) return closeAndExit(app, 'SIGTERM')
 }
 
 async function closeAndExit(app: App, signal: NodeJS.Signals): Promise<never> {

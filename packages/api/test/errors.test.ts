@@ -71,7 +71,7 @@ t.test('every error body is {"error": "..."}', async (t) => {
   })
 })
 
-t.test('an unexpected error: 500 without its message, logged in full', async (t) => {
+t.test('an unexpected error: 500 without its message, logged in full; a logged key is redacted', async (t) => {
   const redisServer = await RedisServer.start()
   const logs = new LogCapture()
   const app = await buildApp({
@@ -83,12 +83,21 @@ t.test('an unexpected error: 500 without its message, logged in full', async (t)
     await redisServer.stop()
   })
   app.get('/boom', async () => {
-    throw new Error('cannot reach redis://:hunter2@10.0.0.9:6379')
+    throw new Error('unexpected reply from redis://10.0.0.9:6379')
   })
+  app.get('/log-headers', async (request) => {
+    request.log.info({ headers: request.headers }, 'headers seen')
+    return { logged: true }
+  })
+  await app.inject({ method: 'GET', url: '/log-headers', headers: { 'x-api-key': KEY_A } })
+  const [headersLine] = logs.withMessage('headers seen')
+  t.match(headersLine, { headers: { 'x-api-key': '[Redacted]' } }, 'pino redacts the key even where code logs headers')
+  t.notOk(logs.text.join('\n').includes(KEY_A))
+
   const res = await app.inject({ method: 'GET', url: '/boom' })
   t.equal(res.statusCode, 500)
   t.equal(res.body, '{"error":"Internal Server Error"}')
   const logged = logs.withMessage('request failed')
   t.equal(logged.length, 1)
-  t.equal(logged[0]?.level, 50)
+  t.match(logged[0], { level: 50, err: { message: 'unexpected reply from redis://10.0.0.9:6379' } }, 'logged for operators')
 })

@@ -140,6 +140,14 @@ t.test('a real process: serves over HTTP, stops on SIGTERM with exit 0, never lo
   t.same(wrong.body, { error: 'Invalid API Key' })
   t.same((await get(`${url}/health`)).body, { status: 'ok' })
 
+  const samePort = spawnApi(t, { REDIS_URL: redisUrl, TORNADO_API_KEYS: API_KEY, PORT: new URL(url).port, HOST: '127.0.0.1' })
+  t.equal((await samePort.exit).code, 1, 'a second API on the same port exits 1')
+  t.match(logEntries(samePort.output()).find((entry) => entry.msg === 'cannot listen'), {
+    level: 60,
+    reason: /EADDRINUSE/,
+  })
+  t.notOk(samePort.output().includes(REDIS_PASSWORD))
+
   api.child.kill('SIGTERM')
   const exit = await api.exit
   t.equal(exit.code, 0, 'exit code 0')
