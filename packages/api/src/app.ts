@@ -1,7 +1,7 @@
 import { fastify, type FastifyServerOptions } from 'fastify'
 import fastifySensible from '@fastify/sensible'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { ApiConfig } from './config.js'
+import type { ApiConfig, LogLevel } from './config.js'
 import authPlugin from './plugins/auth.js'
 import errorsPlugin, { clientErrorHandler, frameworkErrors } from './plugins/errors.js'
 import redisPlugin from './plugins/redis.js'
@@ -10,8 +10,8 @@ import healthRoutes from './routes/health.js'
 
 export interface BuildAppOptions {
   config: ApiConfig
-  /** Logger settings merged over the defaults, e.g. `{ stream }` in tests to capture the log lines. */
-  logger?: Record<string, unknown>
+  /** Where log lines go (default stdout) and at what level (default config.logLevel): tests capture them. */
+  logger?: { stream?: { write(line: string): void }; level?: LogLevel }
 }
 
 /** Paths of secrets pino replaces with "[Redacted]" wherever a log line would carry them. */
@@ -20,7 +20,11 @@ const REDACTED_PATHS = ['req.headers["x-api-key"]', 'request.headers["x-api-key"
 /** Builds the API with its plugins and routes; never listens (server.ts does, tests use inject or listen). */
 export async function buildApp({ config, logger }: BuildAppOptions) {
   const options: FastifyServerOptions = {
-    logger: { level: config.logLevel, redact: REDACTED_PATHS, ...logger },
+    logger: {
+      level: logger?.level ?? config.logLevel,
+      redact: REDACTED_PATHS,
+      ...(logger?.stream ? { stream: logger.stream } : {}),
+    },
     clientErrorHandler,
     frameworkErrors,
     // A dashboard polls every second over keep-alive connections; closing must not wait for them to idle out.
