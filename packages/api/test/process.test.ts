@@ -91,12 +91,6 @@ t.test('--version prints the package version', async (t) => {
   t.equal(api.output(), `${pkg.version}\n`)
 })
 
-t.test('an unknown option: exit 2 with usage', async (t) => {
-  const api = spawnApi(t, {}, ['--frobnicate'])
-  t.equal((await api.exit).code, 2)
-  t.match(api.output(), /^tornado-api: Unknown option '--frobnicate'/)
-})
-
 t.test('a bad variable stops start-up: exit 1, one message naming it, no stack trace', async (t) => {
   const badPort = spawnApi(t, { TORNADO_API_KEYS: API_KEY, PORT: 'eighty' })
   t.equal((await badPort.exit).code, 1)
