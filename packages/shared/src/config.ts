@@ -63,7 +63,7 @@ export function parseHostPort(text: string): { host: string; port: number } {
   return { host: match[1] ?? (match[2] || '127.0.0.1'), port }
 }
 
-/** Shown in logs instead of a Redis URL: the password (and user) replaced. */
+/** Shown in logs instead of a Redis URL: the password replaced (the user name stays, to tell ACL users apart). */
 export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url)

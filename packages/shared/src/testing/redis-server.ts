@@ -59,7 +59,12 @@ export class RedisServer {
       child.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${output.slice(-500)}`)))
     })
     failed.catch(() => {})
-    await Promise.race([failed, this.waitUntilReady()])
+    try {
+      await Promise.race([failed, this.waitUntilReady()])
+    } catch (err) {
+      child.kill('SIGKILL') // never leave a half-started server behind
+      throw err
+    }
   }
 
   private async waitUntilReady(): Promise<void> {
