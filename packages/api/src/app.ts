@@ -34,7 +34,7 @@ export async function buildApp({ config, logger }: BuildAppOptions) {
 
   await app.register(fastifySensible)
   await app.register(errorsPlugin)
-  await app.register(redisPlugin, { url: config.redisUrl, layout: config.layout, staleAfterMs: config.staleAfterMs })
+  await app.register(redisPlugin, { url: config.redisUrl, layout: config.layout, staleAfterMs: config.staleAfterMs, totalsCacheMs: config.totalsCacheMs })
   await app.register(authPlugin, { apiKeyDigests: config.apiKeyDigests })
   await app.register(healthRoutes)
   await app.register(dashboardClusterRoutes)

@@ -14,6 +14,12 @@ export const ApiEnv = Type.Object({
     description: 'comma-separated API keys accepted in the x-api-key header (at least one)',
     secret: true,
   }),
+  TOTALS_CACHE_MS: Type.Integer({
+    default: 250,
+    minimum: 0,
+    maximum: 5_000,
+    description: 'milliseconds one Redis read of the totals may serve other requests, 0 to 5000 (0: every request reads Redis)',
+  }),
   PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535, description: 'a TCP port from 0 to 65535 (0: any free port)' }),
   HOST: Type.String({ default: '0.0.0.0', minLength: 1, description: 'the address to listen on, e.g. 0.0.0.0 or 127.0.0.1' }),
   LOG_LEVEL: Type.Union(
@@ -27,6 +33,8 @@ export interface ApiConfig {
   redisUrl: string
   layout: StoreLayout
   staleAfterMs: number
+  /** How long one read of the totals may be reused; concurrent requests always share one read unless 0. */
+  totalsCacheMs: number
   /** SHA-256 digests of the accepted keys: the keys themselves are not kept, so no log or dump can show them. */
   apiKeyDigests: Buffer[]
   port: number
@@ -49,6 +57,7 @@ export function loadApiConfig(env: Env): ApiConfig {
     redisUrl: vars.REDIS_URL,
     layout: { prefix: vars.TORNADO_PREFIX, shards: vars.TORNADO_SHARDS },
     staleAfterMs: vars.STALE_AFTER_MS,
+    totalsCacheMs: vars.TOTALS_CACHE_MS,
     apiKeyDigests: [...keys].map(sha256),
     port: vars.PORT,
     host: vars.HOST,
@@ -63,6 +72,7 @@ export function describeConfig(config: ApiConfig) {
     prefix: config.layout.prefix,
     shards: config.layout.shards,
     staleAfterMs: config.staleAfterMs,
+    totalsCacheMs: config.totalsCacheMs,
     apiKeys: config.apiKeyDigests.length,
     host: config.host,
     port: config.port,

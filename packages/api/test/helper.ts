@@ -57,7 +57,8 @@ export interface TestApi {
 export async function startTestApi(t: Test, env: Env = {}, { redisStopped = false } = {}): Promise<TestApi> {
   const redisServer = await RedisServer.start()
   if (redisStopped) await redisServer.stop()
-  const config = loadApiConfig({ REDIS_URL: redisServer.url, TORNADO_API_KEYS: `${KEY_A},${KEY_B}`, ...env })
+  // Reads are not reused across requests unless a test asks: most tests write and read back at once.
+  const config = loadApiConfig({ REDIS_URL: redisServer.url, TORNADO_API_KEYS: `${KEY_A},${KEY_B}`, TOTALS_CACHE_MS: '0', ...env })
   const logs = new LogCapture()
   const app = await buildApp({ config, logger: { stream: logs.stream } })
   const raw = redisServer.client()

@@ -1,12 +1,14 @@
 import { fastifyPlugin } from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
-import { createRedisClient, HeartbeatStore, waitForReady, type StoreLayout } from '@tornado/shared'
+import { createRedisClient, HeartbeatStore, waitForReady, type ClusterSnapshot, type StoreLayout } from '@tornado/shared'
+import { coalesce } from '../coalesce.js'
 
 export interface RedisPluginOptions {
   url: string
   layout: StoreLayout
   staleAfterMs: number
+  totalsCacheMs: number
 }
 
 /** How long start-up waits for Redis before serving 503s until it comes. */
@@ -46,6 +48,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     redis: Redis
     store: HeartbeatStore
+    /** The store's totals, coalesced: every dashboard polls each second, Redis need not answer each one. */
+    readClusterSnapshot: () => Promise<ClusterSnapshot>
     redisAvailability: RedisAvailability
   }
 }
@@ -63,7 +67,9 @@ async function redisPlugin(fastify: FastifyInstance, options: RedisPluginOptions
   redis.on('ready', () => availability.markUp())
 
   fastify.decorate('redis', redis)
-  fastify.decorate('store', new HeartbeatStore(redis, options.layout, options.staleAfterMs))
+  const store = new HeartbeatStore(redis, options.layout, options.staleAfterMs)
+  fastify.decorate('store', store)
+  fastify.decorate('readClusterSnapshot', coalesce(() => store.readTotals(), options.totalsCacheMs))
   fastify.decorate('redisAvailability', availability)
 
   fastify.addHook('onClose', async () => {

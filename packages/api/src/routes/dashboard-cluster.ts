@@ -17,7 +17,7 @@ const dashboardClusterRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     async (request) => {
       let snapshot: ClusterSnapshot
       try {
-        snapshot = await fastify.store.readTotals()
+        snapshot = await fastify.readClusterSnapshot()
       } catch (err) {
         fastify.redisAvailability.markDown((err as Error).message)
         throw fastify.httpErrors.serviceUnavailable('Redis unavailable')

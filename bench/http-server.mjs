@@ -1,0 +1,62 @@
+// One HTTP server for the benchmark, in its own process so autocannon never shares its event loop.
+// node bench/http-server.mjs <ceiling|app|naive> <port> <redisUrl> <apiKey>
+//   ceiling: a bare Fastify route behind the same auth hook, returning a constant body: the most HTTP can do here
+//   app:     our GET /dashboard/cluster, built by buildApp, coalescing off
+//   naive:   the usual per-request read of every node's record (the node set, then pipelined HGETALLs), summed in Node
+import { fastify } from 'fastify'
+import fastifySensible from '@fastify/sensible'
+import { authPlugin, buildApp, errorsPlugin, loadApiConfig } from '@tornado/api'
+import { ClusterTotals, ErrorBody, createRedisClient, shardKeys } from '@tornado/shared'
+import { PREFIX } from './lib.mjs'
+
+const [mode, port, redisUrl, apiKey] = process.argv.slice(2)
+const config = loadApiConfig({
+  REDIS_URL: redisUrl,
+  TORNADO_PREFIX: PREFIX,
+  TORNADO_API_KEYS: apiKey,
+  TOTALS_CACHE_MS: '0',
+  LOG_LEVEL: 'warn',
+})
+
+async function bareApp(handler) {
+  const app = fastify({ logger: { level: 'warn' } })
+  await app.register(fastifySensible)
+  await app.register(errorsPlugin)
+  await app.register(authPlugin, { apiKeyDigests: config.apiKeyDigests })
+  app.get(
+    '/dashboard/cluster',
+    { onRequest: app.verifyApiKey, schema: { response: { 200: ClusterTotals, 401: ErrorBody } } },
+    handler,
+  )
+  return app
+}
+
+let app
+if (mode === 'app') {
+  app = await buildApp({ config })
+} else if (mode === 'ceiling') {
+  const body = { total_downloading: 45, total_muxing: 12, total_uploading: 8 }
+  app = await bareApp(async () => body)
+} else if (mode === 'naive') {
+  const redis = createRedisClient(redisUrl, { commandTimeout: 60_000 })
+  const keys = shardKeys({ prefix: PREFIX, shards: 1 }, 0)
+  app = await bareApp(async () => {
+    const [seconds] = await redis.time()
+    const ids = await redis.zrangebyscore(keys.nodes, Number(seconds) * 1000 - config.staleAfterMs, '+inf')
+    const pipeline = redis.pipeline()
+    for (const id of ids) pipeline.hgetall(keys.nodePrefix + id)
+    const totals = { total_downloading: 0, total_muxing: 0, total_uploading: 0 }
+    for (const [err, record] of (await pipeline.exec()) ?? []) {
+      if (err) continue
+      totals.total_downloading += Number(record.downloading) || 0
+      totals.total_muxing += Number(record.muxing) || 0
+      totals.total_uploading += Number(record.uploading) || 0
+    }
+    return totals
+  })
+} else {
+  throw new Error(`unknown mode ${mode}`)
+}
+await app.listen({ port: Number(port), host: '127.0.0.1' })
+process.send?.('listening')
+process.on('SIGTERM', () => app.close().then(() => process.exit(0)))

@@ -1,0 +1,27 @@
+/**
+ * Wraps a read so that concurrent callers share one call (single flight) and a result is reused for maxAgeMs,
+ * counted from when its read started, so no caller gets data older than maxAgeMs plus one read's latency.
+ * A failed read is shared by the callers that waited on it but never reused. maxAgeMs 0 turns it all off.
+ */
+export function coalesce<T>(read: () => Promise<T>, maxAgeMs: number, now: () => number = performance.now.bind(performance)): () => Promise<T> {
+  if (maxAgeMs <= 0) return read
+  let inFlight: Promise<T> | undefined
+  let cached: { value: T; startedAt: number } | undefined
+  return () => {
+    if (cached && now() - cached.startedAt < maxAgeMs) return Promise.resolve(cached.value)
+    if (inFlight) return inFlight
+    const startedAt = now()
+    inFlight = read().then(
+      (value) => {
+        cached = { value, startedAt }
+        inFlight = undefined
+        return value
+      },
+      (err: unknown) => {
+        inFlight = undefined
+        throw err
+      },
+    )
+    return inFlight
+  }
+}
