@@ -18,7 +18,7 @@ export const ApiEnv = Type.Object({
     default: 250,
     minimum: 0,
     maximum: 5_000,
-    description: 'milliseconds one Redis read of the totals may serve other requests, 0 to 5000 (0: every request reads Redis)',
+    description: 'milliseconds one Redis read of the totals may answer later requests, 0 to 5000 (0: no reuse)',
   }),
   PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535, description: 'a TCP port from 0 to 65535 (0: any free port)' }),
   HOST: Type.String({ default: '0.0.0.0', minLength: 1, description: 'the address to listen on, e.g. 0.0.0.0 or 127.0.0.1' }),
@@ -33,7 +33,7 @@ export interface ApiConfig {
   redisUrl: string
   layout: StoreLayout
   staleAfterMs: number
-  /** How long one read of the totals may be reused; concurrent requests always share one read unless 0. */
+  /** How long one read of the totals may be reused; concurrent requests share one read in any case. */
   totalsCacheMs: number
   /** SHA-256 digests of the accepted keys: the keys themselves are not kept, so no log or dump can show them. */
   apiKeyDigests: Buffer[]

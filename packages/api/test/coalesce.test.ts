@@ -31,9 +31,12 @@ t.test('coalesce: single flight, reuse within the window, failures never reused'
   t.equal(calls, 4)
 
   let direct = 0
-  const off = coalesce(async () => ++direct, 0)
-  await Promise.all([off(), off(), off()])
-  t.equal(direct, 3, '0 turns coalescing off')
+  const noReuse = coalesce(async () => {
+    await new Promise((resolve) => setTimeout(resolve, 10))
+    return ++direct
+  }, 0)
+  t.same(await Promise.all([noReuse(), noReuse()]), [1, 1], 'with 0, concurrent callers still share a read')
+  t.equal(await noReuse(), 2, 'with 0, a finished read is never reused')
 })
 
 t.test('many dashboards polling at once cost Redis one read', async (t) => {
