@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { parseArgs } from 'node:util'
 import { ConfigError } from '@tornado/shared'
-import { createLogger, startAgent } from './agent.js'
 import { describeVariables, loadConfig } from './config.js'
 
 const HELP = `Usage: tornado-agent [options]
@@ -60,6 +59,8 @@ async function main(): Promise<void> {
     throw err
   }
 
+  // Loaded only now, so --help, --version and a bad variable answer without loading the HTTP and Redis stack.
+  const { createLogger, startAgent } = await import('./agent.js')
   const logger = createLogger(config.logLevel)
   let agent
   try {

@@ -1,0 +1,62 @@
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { RedisServer } from '@tornado/shared/testing'
+import { INFO, WARN, events, inspect, putCounts, startTestAgent, totals, waitFor } from './fixtures/harness.js'
+import { countingStore } from './fixtures/counting-store.js'
+
+t.test('beats keep a fixed cadence without drift and never overlap', async (t) => {
+  const server = await RedisServer.start()
+  t.teardown(() => server.stop())
+  const counting = countingStore()
+  await startTestAgent(t, server.url, { HEARTBEAT_INTERVAL_MS: '200' }, { wrapStore: counting.wrap })
+  await sleep(2100)
+  const first = counting.beats[0]!.startedMs
+  const inWindow = counting.beats.filter((beat) => beat.startedMs - first <= 2050)
+  t.equal(inWindow.length, 11, 'a beat at 0, 200, ..., 2000 ms')
+  const lateness = inWindow.map((beat, k) => Math.round(beat.startedMs - (first + 200 * k)))
+  t.ok(
+    lateness.every((ms) => ms >= -5 && ms < 60),
+    `each beat on its target (target = first + 200 k), no drift: lateness ${lateness.join(', ')} ms`,
+  )
+  t.ok(lateness.at(-1)! < 60, 'the tenth beat is as punctual as the first')
+  for (let i = 1; i < counting.beats.length; i++) {
+    if (counting.beats[i]!.startedMs < counting.beats[i - 1]!.settledMs) t.fail(`beat ${i} started before beat ${i - 1} settled`)
+  }
+  t.equal(counting.state.maxInFlight, 1)
+  t.ok(counting.beats.every((beat) => beat.ok))
+})
+
+t.test('a paused Redis delays beats but never stacks them', async (t) => {
+  const server = await RedisServer.start()
+  t.teardown(() => server.stop())
+  const check = inspect(t, server)
+  const counting = countingStore()
+  const { agent, lines } = await startTestAgent(t, server.url, { HEARTBEAT_INTERVAL_MS: '200' }, { wrapStore: counting.wrap })
+  await sleep(400)
+  server.pause()
+  const pausedAt = performance.now()
+  t.same(await putCounts(agent.url, '{"downloading":7,"muxing":0,"uploading":0}'), { status: 204, body: undefined }, 'reports are taken while Redis hangs')
+  await sleep(1500)
+  const duringPause = counting.beats.filter((beat) => beat.startedMs >= pausedAt)
+  t.ok(duringPause.length >= 1 && duringPause.length <= 2, `${duringPause.length} beats started in 1.5 s of pause (each waits up to 1 s)`)
+  t.equal(counting.state.inFlight, 1, 'one beat waiting, not a pile')
+  server.resume()
+  const resumedAt = performance.now()
+  const seen = await waitFor(check.totals, totals(7, 0, 0), 2000)
+  t.same(seen.value, totals(7, 0, 0), `the report reached Redis ${seen.ms} ms after resume`)
+  await sleep(600)
+  const afterResume = counting.beats.filter((beat) => beat.startedMs >= resumedAt && beat.startedMs < resumedAt + 1000)
+  t.ok(afterResume.length <= 6, `${afterResume.length} beats in the second after resume: the cadence, no catch-up burst`)
+  t.equal(counting.state.maxInFlight, 1, 'never two beats at once')
+  for (let i = 1; i < counting.beats.length; i++) {
+    if (counting.beats[i]!.startedMs < counting.beats[i - 1]!.settledMs) t.fail(`beat ${i} overlapped beat ${i - 1}`)
+  }
+  const down = events(lines, 'redis_down')
+  const recovered = events(lines, 'redis_recovered')
+  t.equal(down.length, 1)
+  t.equal(down[0]?.level, WARN)
+  t.equal(down[0]?.err, 'Command timed out')
+  t.equal(recovered.length, 1)
+  t.equal(recovered[0]?.level, INFO)
+})
