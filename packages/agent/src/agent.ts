@@ -61,7 +61,14 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   )
 
   const redis = createRedisClient(config.redisUrl)
-  redis.on('error', () => {}) // outages are reported once by the heartbeat loop, not per reconnect attempt
+  // Outages are logged once by the heartbeat loop, not per reconnect attempt; it reports the last connection error.
+  let connectionError = ''
+  redis.on('error', (err: Error) => (connectionError = describeError(err)))
+  redis.on('ready', () => (connectionError = ''))
+  const describeFailure = (err: unknown) =>
+    redis.status === 'ready'
+      ? describeError(err)
+      : `not connected to redis (${redis.status})${connectionError === '' ? '' : `: ${connectionError}`}`
   const hostInfo = new HostInfoSource({
     read: deps.readHostInfo,
     onError: (err) => logger.warn({ event: 'host_info_failed', err: describeError(err) }, 'cannot read hostname/IP; keeping the last known'),
@@ -74,6 +81,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     store: deps.wrapStore ? deps.wrapStore(store) : store,
     intervalMs: config.intervalMs,
     logger,
+    describeFailure,
     nextBeat: () => ({ nodeId, instanceId, ...hostInfo.current, counts, agentTimeMs: Math.max(0, Math.round(clock())) }),
   })
   const setCounts = (next: JobCounts) => {

@@ -14,6 +14,8 @@ export interface HeartbeatLoopOptions {
   logger: Logger
   /** Monotonic milliseconds, for the cadence. */
   monotonicNow?: () => number
+  /** What to log about a failed beat; never a URL or password. Default: describeError. */
+  describeFailure?: (err: unknown) => string
 }
 
 /** How often a duplicate node id is reported again while it lasts. */
@@ -100,7 +102,8 @@ export class HeartbeatLoop {
       if (result.dropped > 0) logger.warn({ event: 'garbage_dropped', dropped: result.dropped }, 'dropped malformed heartbeat records found in redis')
     } catch (err) {
       if (this.redisUp !== false) {
-        logger.warn({ event: 'redis_down', err: describeError(err) }, 'cannot write heartbeat, redis unreachable; retrying every beat')
+        const describe = this.options.describeFailure ?? describeError
+        logger.warn({ event: 'redis_down', err: describe(err) }, 'cannot write heartbeat, redis unreachable; retrying every beat')
       }
       this.redisUp = false
     }

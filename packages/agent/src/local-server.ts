@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyError } from 'fastify'
+import Fastify, { LogController, type FastifyError, type FastifyReply } from 'fastify'
 import { Type } from 'typebox'
 import { JobCounts, MAX_JOB_COUNT } from '@tornado/shared'
 import type { Logger } from 'pino'
@@ -29,6 +29,10 @@ export function buildLocalServer(options: LocalServerOptions) {
   const app = Fastify({
     loggerInstance: options.logger,
     logController: new LogController({ disableRequestLogging: true }),
+    // Errors Fastify raises before routing (a malformed URL) get the same {"error"} body as the rest.
+    frameworkErrors: (err, _request, reply) => {
+      void (reply as FastifyReply).code(400).send({ error: err.code === 'FST_ERR_BAD_URL' ? 'the URL is malformed' : err.message })
+    },
     bodyLimit: BODY_LIMIT_BYTES,
     // Fastify's defaults would turn "3" into 3 and silently drop unknown fields; a bad report must be refused.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },

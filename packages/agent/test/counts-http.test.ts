@@ -84,6 +84,7 @@ t.test('PUT /counts, GET /counts and /health against a real redis-server', async
   await t.test('GET /health and unknown routes', async (t) => {
     t.same(await getJson(`${agent.url}/health`), { status: 200, body: { status: 'ok', node_id: 'node-a', redis: 'up' } })
     t.same(await getJson(`${agent.url}/nope?x=1`), { status: 404, body: { error: 'no route GET /nope' } })
+    t.same(await getJson(`${agent.url}/%E0%A4%A`), { status: 400, body: { error: 'the URL is malformed' } })
     const del = await fetch(`${agent.url}/counts`, { method: 'DELETE' })
     t.same({ status: del.status, body: await del.json() }, { status: 404, body: { error: 'no route DELETE /counts' } })
   })
