@@ -243,3 +243,38 @@ local kept = readTotals(totalsKey)
 local fresh = recount(nodesKey, totalsKey, nodePrefix)
 return { kept[1], kept[2], kept[3], fresh[1], fresh[2], fresh[3], redis.call('ZCARD', nodesKey), dropped + prunedDropped + fresh[4] }
 `
+
+/**
+ * Every live node of one shard with its record, after pruning every node not seen for staleAfterMs (as a totals
+ * read does, so both agree). KEYS: nodes, totals. ARGV: staleAfterMs, nodePrefix.
+ * Returns {now, pruned, dropped, then per node: id, hostname, ip, downloading, muxing, uploading, seen ms}.
+ * O(live nodes of the shard) by nature: a node table needs every row. Members whose record is garbage are left
+ * out, dropped and the shard recounted, as every other script does.
+ */
+export const LIST_SCRIPT = `${PRELUDE}
+local nodesKey, totalsKey = KEYS[1], KEYS[2]
+local staleAfterMs, nodePrefix = tonumber(ARGV[1]), ARGV[2]
+if staleAfterMs == nil or staleAfterMs <= 0 then return redis.error_reply('ERR tornado list: bad staleAfterMs') end
+local now = nowMs()
+local pruned, dropped = prune(nodesKey, totalsKey, nodePrefix, now - staleAfterMs, 0)
+-- prune leaves nodesKey a ZSET or absent.
+local members = redis.call('ZRANGE', nodesKey, 0, -1, 'WITHSCORES')
+local out = { now, pruned, 0 }
+local garbage = 0
+for i = 1, #members, 2 do
+  local id = members[i]
+  local f = redis.pcall('HMGET', nodePrefix .. id, 'hostname', 'ip', 'downloading', 'muxing', 'uploading')
+  local d, m, u
+  if not f.err then d, m, u = jobCount(f[3]), jobCount(f[4]), jobCount(f[5]) end
+  if d == nil or m == nil or u == nil then
+    garbage = garbage + 1
+  else
+    local n = #out
+    out[n + 1], out[n + 2], out[n + 3] = id, f[1] or '', f[2] or ''
+    out[n + 4], out[n + 5], out[n + 6], out[n + 7] = d, m, u, tonumber(members[i + 1])
+  end
+end
+if garbage > 0 then dropped = dropped + recount(nodesKey, totalsKey, nodePrefix)[4] end
+out[3] = dropped
+return out
+`

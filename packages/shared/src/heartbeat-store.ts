@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis'
-import { BEAT_SCRIPT, RECOUNT_SCRIPT, REMOVE_SCRIPT, TOTALS_SCRIPT } from './heartbeat-scripts.js'
-import type { ClusterTotals, NodeHeartbeat } from './schemas.js'
+import { BEAT_SCRIPT, LIST_SCRIPT, RECOUNT_SCRIPT, REMOVE_SCRIPT, TOTALS_SCRIPT } from './heartbeat-scripts.js'
+import type { ClusterTotals, JobCounts, NodeHeartbeat } from './schemas.js'
 
 /**
  * The one place that knows how heartbeats are stored in Redis. Agent and API both go through it.
@@ -60,6 +60,24 @@ export interface ClusterSnapshot {
   redisTimeMs: number
 }
 
+/** One node whose last heartbeat is at most staleAfterMs old, as its latest heartbeat left it. */
+export interface LiveNode {
+  id: string
+  hostname: string
+  ip: string
+  counts: JobCounts
+  /** Age of its last heartbeat on the Redis server's clock, never negative. */
+  lastSeenMsAgo: number
+}
+
+export interface NodeListSnapshot {
+  /** Sorted by id (code unit order, the same in every locale). */
+  nodes: LiveNode[]
+  pruned: number
+  dropped: number
+  redisTimeMs: number
+}
+
 export interface RecountResult {
   kept: ClusterTotals
   recounted: ClusterTotals
@@ -72,6 +90,7 @@ interface ScriptCommands {
   tornadoRemove(...args: string[]): Promise<number>
   tornadoTotals(...args: (string | number)[]): Promise<number[]>
   tornadoRecount(...args: (string | number)[]): Promise<number[]>
+  tornadoList(...args: (string | number)[]): Promise<(string | number)[]>
 }
 
 const registered = new WeakSet<object>()
@@ -83,6 +102,7 @@ function withScripts(redis: RedisClient): RedisClient & ScriptCommands {
     redis.defineCommand('tornadoRemove', { numberOfKeys: 3, lua: REMOVE_SCRIPT })
     redis.defineCommand('tornadoTotals', { numberOfKeys: 2, lua: TOTALS_SCRIPT })
     redis.defineCommand('tornadoRecount', { numberOfKeys: 2, lua: RECOUNT_SCRIPT })
+    redis.defineCommand('tornadoList', { numberOfKeys: 2, lua: LIST_SCRIPT })
     registered.add(redis)
   }
   return redis as RedisClient & ScriptCommands
@@ -179,6 +199,34 @@ export class HeartbeatStore {
       liveNodes: sum[6]!,
       dropped: sum[7]!,
     }
+  }
+
+  /** Every live node with its record: one script per shard, O(live nodes), for a node table. */
+  async listNodes(): Promise<NodeListSnapshot> {
+    const replies = await Promise.all(
+      this.shards().map((keys) => this.redis.tornadoList(keys.nodes, keys.totals, this.staleAfterMs, keys.nodePrefix)),
+    )
+    const nodes: LiveNode[] = []
+    let pruned = 0
+    let dropped = 0
+    let redisTimeMs = 0
+    for (const reply of replies) {
+      const now = Number(reply[0])
+      redisTimeMs = Math.max(redisTimeMs, now)
+      pruned += Number(reply[1])
+      dropped += Number(reply[2])
+      for (let i = 3; i + 6 < reply.length; i += 7) {
+        nodes.push({
+          id: String(reply[i]),
+          hostname: String(reply[i + 1]),
+          ip: String(reply[i + 2]),
+          counts: { downloading: Number(reply[i + 3]), muxing: Number(reply[i + 4]), uploading: Number(reply[i + 5]) },
+          lastSeenMsAgo: Math.max(0, now - Number(reply[i + 6])),
+        })
+      }
+    }
+    nodes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    return { nodes, pruned, dropped, redisTimeMs }
   }
 
   private shards() {

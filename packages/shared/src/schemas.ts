@@ -55,3 +55,29 @@ export const NodeHeartbeat = Type.Object(
   { additionalProperties: false },
 )
 export type NodeHeartbeat = Static<typeof NodeHeartbeat>
+
+/** `online`: the node's last heartbeat is recent (the API's ONLINE_WITHIN_MS); `stale`: older, but not yet dropped. */
+export const NodeStatus = Type.Union([Type.Literal('online'), Type.Literal('stale')], {
+  description: 'online while the last heartbeat is under ONLINE_WITHIN_MS (5 s) old, then stale until STALE_AFTER_MS (30 s)',
+})
+export type NodeStatus = Static<typeof NodeStatus>
+
+/** One live node as `GET /dashboard/nodes` shows it. */
+export const NodeSummary = Type.Object(
+  {
+    id: Type.String({ description: 'The node id (TORNADO_NODE_ID)' }),
+    hostname: Type.String({ description: 'The hostname the agent reported' }),
+    ip: Type.String({ description: 'The IP address the agent reported' }),
+    downloading: Type.Integer({ minimum: 0, description: 'Videos this node is downloading' }),
+    muxing: Type.Integer({ minimum: 0, description: 'Videos this node is muxing with FFmpeg' }),
+    uploading: Type.Integer({ minimum: 0, description: 'Files this node is uploading to S3' }),
+    last_seen_ms_ago: Type.Integer({ minimum: 0, description: "Age of the last heartbeat in ms, on the Redis server's clock" }),
+    status: NodeStatus,
+  },
+  { additionalProperties: false },
+)
+export type NodeSummary = Static<typeof NodeSummary>
+
+/** The body of `GET /dashboard/nodes`: every node seen within STALE_AFTER_MS, sorted by id. */
+export const NodeList = Type.Object({ nodes: Type.Array(NodeSummary) }, { additionalProperties: false })
+export type NodeList = Static<typeof NodeList>
