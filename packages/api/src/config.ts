@@ -20,6 +20,12 @@ export const ApiEnv = Type.Object({
     maximum: 5_000,
     description: 'milliseconds one Redis read of the totals may answer later requests, 0 to 5000 (0: no reuse)',
   }),
+  ONLINE_WITHIN_MS: Type.Integer({
+    default: 5_000,
+    minimum: 100,
+    maximum: 3_600_000,
+    description: 'milliseconds: a node whose last heartbeat is younger is shown online, older ones stale; 100 to 3600000, at most STALE_AFTER_MS (the default yields to it)',
+  }),
   PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535, description: 'a TCP port from 0 to 65535 (0: any free port)' }),
   HOST: Type.String({ default: '0.0.0.0', minLength: 1, description: 'the address to listen on, e.g. 0.0.0.0 or 127.0.0.1' }),
   LOG_LEVEL: Type.Union(
@@ -35,6 +41,8 @@ export interface ApiConfig {
   staleAfterMs: number
   /** How long one read of the totals may be reused; concurrent requests share one read in any case. */
   totalsCacheMs: number
+  /** The dashboard shows a node `online` while its last heartbeat is younger than this, `stale` after. */
+  onlineWithinMs: number
   /** SHA-256 digests of the accepted keys: the keys themselves are not kept, so no log or dump can show them. */
   apiKeyDigests: Buffer[]
   port: number
@@ -52,12 +60,20 @@ export function loadApiConfig(env: Env): ApiConfig {
   } catch {
     throw new ConfigError('REDIS_URL=(value hidden) is invalid: not a parseable URL, e.g. redis://:password@host:6379/0')
   }
+  // The default yields to a short STALE_AFTER_MS; a value set on purpose that can never apply is a mistake.
+  const onlineSet = env.ONLINE_WITHIN_MS !== undefined && env.ONLINE_WITHIN_MS !== ''
+  if (onlineSet && vars.ONLINE_WITHIN_MS > vars.STALE_AFTER_MS) {
+    throw new ConfigError(
+      `ONLINE_WITHIN_MS=${JSON.stringify(env.ONLINE_WITHIN_MS)} is invalid: at most STALE_AFTER_MS (${vars.STALE_AFTER_MS}), since a node older than that is gone`,
+    )
+  }
   const keys = new Set(vars.TORNADO_API_KEYS.split(',').map((key) => key.trim()).filter((key) => key !== ''))
   return {
     redisUrl: vars.REDIS_URL,
     layout: { prefix: vars.TORNADO_PREFIX, shards: vars.TORNADO_SHARDS },
     staleAfterMs: vars.STALE_AFTER_MS,
     totalsCacheMs: vars.TOTALS_CACHE_MS,
+    onlineWithinMs: Math.min(vars.ONLINE_WITHIN_MS, vars.STALE_AFTER_MS),
     apiKeyDigests: [...keys].map(sha256),
     port: vars.PORT,
     host: vars.HOST,
@@ -73,6 +89,7 @@ export function describeConfig(config: ApiConfig) {
     shards: config.layout.shards,
     staleAfterMs: config.staleAfterMs,
     totalsCacheMs: config.totalsCacheMs,
+    onlineWithinMs: config.onlineWithinMs,
     apiKeys: config.apiKeyDigests.length,
     host: config.host,
     port: config.port,

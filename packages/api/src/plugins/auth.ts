@@ -2,6 +2,7 @@ import { timingSafeEqual } from 'node:crypto'
 import { fastifyPlugin } from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { sha256 } from '../config.js'
+import { SESSION_COOKIE, verifySessionToken } from '../session.js'
 
 export interface AuthPluginOptions {
   /** SHA-256 digests of the accepted keys. */
@@ -10,7 +11,10 @@ export interface AuthPluginOptions {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** onRequest hook: rejects a request without an accepted `x-api-key` header with 401. */
+    /**
+     * onRequest hook: rejects with 401 a request without an accepted `x-api-key` header, or, for GET and HEAD
+     * only and when no header is sent, without a valid session cookie.
+     */
     verifyApiKey: (request: FastifyRequest) => Promise<void>
   }
 }
@@ -33,6 +37,12 @@ async function authPlugin(fastify: FastifyInstance, options: AuthPluginOptions) 
   fastify.decorate('verifyApiKey', async (request: FastifyRequest) => {
     const header = request.headers['x-api-key']
     if (header === undefined || (typeof header === 'string' && header.trim() === '')) {
+      // Reads only: a cookie rides along on any request the browser makes, so it must not unlock anything else.
+      const session = request.cookies[SESSION_COOKIE]
+      if (session !== undefined && (request.method === 'GET' || request.method === 'HEAD')) {
+        if (verifySessionToken(session, digests, Date.now())) return
+        throw fastify.httpErrors.unauthorized('Invalid or expired session')
+      }
       throw fastify.httpErrors.unauthorized('Missing x-api-key header')
     }
     // A repeated header is ambiguous: which one was meant? Reject rather than guess.
@@ -45,5 +55,5 @@ async function authPlugin(fastify: FastifyInstance, options: AuthPluginOptions) 
 export default fastifyPlugin(authPlugin, {
   name: 'tornado-auth',
   fastify: '5.x',
-  dependencies: ['@fastify/sensible'],
+  dependencies: ['@fastify/sensible', '@fastify/cookie'],
 })

@@ -1,7 +1,14 @@
 import { fastifyPlugin } from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
-import { createRedisClient, HeartbeatStore, waitForReady, type ClusterSnapshot, type StoreLayout } from '@tornado/shared'
+import {
+  createRedisClient,
+  HeartbeatStore,
+  waitForReady,
+  type ClusterSnapshot,
+  type NodeListSnapshot,
+  type StoreLayout,
+} from '@tornado/shared'
 import { coalesce } from '../coalesce.js'
 
 export interface RedisPluginOptions {
@@ -50,6 +57,8 @@ declare module 'fastify' {
     store: HeartbeatStore
     /** The store's totals, coalesced: every dashboard polls each second, Redis need not answer each one. */
     readClusterSnapshot: () => Promise<ClusterSnapshot>
+    /** Every live node, coalesced the same way: O(nodes) per read, so it must not run once per dashboard. */
+    readNodeSnapshot: () => Promise<NodeListSnapshot>
     redisAvailability: RedisAvailability
   }
 }
@@ -70,6 +79,7 @@ async function redisPlugin(fastify: FastifyInstance, options: RedisPluginOptions
   const store = new HeartbeatStore(redis, options.layout, options.staleAfterMs)
   fastify.decorate('store', store)
   fastify.decorate('readClusterSnapshot', coalesce(() => store.readTotals(), options.totalsCacheMs))
+  fastify.decorate('readNodeSnapshot', coalesce(() => store.listNodes(), options.totalsCacheMs))
   fastify.decorate('redisAvailability', availability)
 
   fastify.addHook('onClose', async () => {

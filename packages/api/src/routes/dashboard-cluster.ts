@@ -1,11 +1,18 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { ClusterTotals, ErrorBody, type ClusterSnapshot } from '@tornado/shared'
+import { readClusterTotals } from '../reads.js'
+import { ClusterTotalsBody, DASHBOARD_SECURITY, RedisUnavailable, Unauthorized } from '../route-schemas.js'
 
 export const DashboardClusterSchema = {
+  tags: ['dashboard'],
+  summary: 'Cluster Stats',
+  description:
+    'Real-time totals across all worker nodes: the sums over every node whose last heartbeat is at most STALE_AFTER_MS (30 s) old, ' +
+    "judged on the Redis server's clock. Meant to be polled every second.",
+  security: DASHBOARD_SECURITY,
   response: {
-    200: ClusterTotals,
-    401: ErrorBody,
-    503: ErrorBody,
+    200: ClusterTotalsBody,
+    401: Unauthorized,
+    503: RedisUnavailable,
   },
 }
 
@@ -14,20 +21,7 @@ const dashboardClusterRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get(
     '/dashboard/cluster',
     { schema: DashboardClusterSchema, onRequest: fastify.verifyApiKey },
-    async (request) => {
-      let snapshot: ClusterSnapshot
-      try {
-        snapshot = await fastify.readClusterSnapshot()
-      } catch (err) {
-        fastify.redisAvailability.markDown((err as Error).message)
-        throw fastify.httpErrors.serviceUnavailable('Redis unavailable')
-      }
-      fastify.redisAvailability.markUp()
-      if (snapshot.dropped > 0) {
-        request.log.warn({ dropped: snapshot.dropped }, 'dropped garbage heartbeat records from the store')
-      }
-      return snapshot.totals
-    },
+    async (request) => readClusterTotals(fastify, request.log),
   )
 }
 

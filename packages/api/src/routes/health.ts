@@ -5,7 +5,10 @@ export const HealthBody = Type.Object({ status: Type.Literal('ok') }, { addition
 
 /** Liveness only: answers while the process is up, whatever Redis is doing (the dashboard route reports that). */
 const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
-  fastify.get('/health', { schema: { response: { 200: HealthBody } } }, async () => ({ status: 'ok' as const }))
+  fastify.get(
+    '/health',
+    { schema: { tags: ['health'], summary: 'Liveness: answers while the process is up, whatever Redis does', response: { 200: HealthBody } } },
+    async () => ({ status: 'ok' as const }))
 }
 
 export default healthRoutes
