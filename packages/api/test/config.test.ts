@@ -21,6 +21,8 @@ t.test('defaults', async (t) => {
     redisUrl: 'redis://127.0.0.1:6379',
     layout: { prefix: 'tornado', shards: 1 },
     staleAfterMs: 30_000,
+    totalsCacheMs: 250,
+    onlineWithinMs: 5_000,
     apiKeyDigests: [sha256('sk_one')],
     port: 3000,
     host: '0.0.0.0',
@@ -35,6 +37,8 @@ t.test('every variable set', async (t) => {
     TORNADO_SHARDS: '8',
     STALE_AFTER_MS: '15000',
     TORNADO_API_KEYS: 'a,b , c',
+    TOTALS_CACHE_MS: '0',
+    ONLINE_WITHIN_MS: '4000',
     PORT: '8080',
     HOST: '127.0.0.1',
     LOG_LEVEL: 'warn',
@@ -44,6 +48,8 @@ t.test('every variable set', async (t) => {
     redisUrl: 'rediss://user:pw@redis.internal:6380/2',
     layout: { prefix: 'prod-eu', shards: 8 },
     staleAfterMs: 15_000,
+    totalsCacheMs: 0,
+    onlineWithinMs: 4_000,
     apiKeyDigests: [sha256('a'), sha256('b'), sha256('c')],
     port: 8080,
     host: '127.0.0.1',
@@ -65,6 +71,8 @@ t.test('describeConfig: the Redis password redacted, keys only counted', async (
     prefix: 'tornado',
     shards: 1,
     staleAfterMs: 30_000,
+    totalsCacheMs: 250,
+    onlineWithinMs: 5_000,
     apiKeys: 2,
     host: '0.0.0.0',
     port: 3000,
@@ -95,6 +103,19 @@ t.test('errors name the variable', async (t) => {
   t.equal(
     configError({ ...base, TORNADO_SHARDS: '0' }),
     'TORNADO_SHARDS="0" is invalid: an integer from 1 to 1024; the same on every agent and API',
+  )
+})
+
+t.test('ONLINE_WITHIN_MS: its default yields to a shorter STALE_AFTER_MS, a value set above it is refused', async (t) => {
+  t.equal(loadApiConfig({ ...base, STALE_AFTER_MS: '3000' }).onlineWithinMs, 3_000)
+  t.equal(loadApiConfig({ ...base, ONLINE_WITHIN_MS: '30000' }).onlineWithinMs, 30_000, 'equal is fine')
+  t.equal(
+    configError({ ...base, ONLINE_WITHIN_MS: '30001' }),
+    'ONLINE_WITHIN_MS="30001" is invalid: at most STALE_AFTER_MS (30000), since a node older than that is gone',
+  )
+  t.equal(
+    configError({ ...base, ONLINE_WITHIN_MS: '50' }),
+    'ONLINE_WITHIN_MS="50" is invalid: milliseconds: a node whose last heartbeat is younger is shown online, older ones stale; 100 to 3600000, at most STALE_AFTER_MS (the default yields to it)',
   )
 })
 

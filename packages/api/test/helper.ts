@@ -54,13 +54,17 @@ export interface TestApi {
  * With redisStopped, the server is stopped before the app is built (`redisServer.restart()` brings it up).
  * Teardown closes the app (which quits its Redis client), the helper clients and the server.
  */
-export async function startTestApi(t: Test, env: Env = {}, { redisStopped = false } = {}): Promise<TestApi> {
+export async function startTestApi(
+  t: Test,
+  env: Env = {},
+  { redisStopped = false, streamIntervalMs }: { redisStopped?: boolean; streamIntervalMs?: number } = {},
+): Promise<TestApi> {
   const redisServer = await RedisServer.start()
   if (redisStopped) await redisServer.stop()
   // Reads are not reused across requests unless a test asks: most tests write and read back at once.
   const config = loadApiConfig({ REDIS_URL: redisServer.url, TORNADO_API_KEYS: `${KEY_A},${KEY_B}`, TOTALS_CACHE_MS: '0', ...env })
   const logs = new LogCapture()
-  const app = await buildApp({ config, logger: { stream: logs.stream } })
+  const app = await buildApp({ config, logger: { stream: logs.stream }, ...(streamIntervalMs ? { streamIntervalMs } : {}) })
   const raw = redisServer.client()
   raw.on('error', () => {})
   const agentRedis = createRedisClient(redisServer.url)
