@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { parseArgs } from 'node:util'
 import { ConfigError } from '@tornado/shared'
+import type { Agent } from './agent.js'
 import { describeVariables, loadConfig } from './config.js'
 
 const HELP = `Usage: tornado-agent [options]
@@ -62,15 +63,10 @@ async function main(): Promise<void> {
   // Loaded only now, so --help, --version and a bad variable answer without loading the HTTP and Redis stack.
   const { createLogger, startAgent } = await import('./agent.js')
   const logger = createLogger(config.logLevel)
-  let agent
-  try {
-    agent = await startAgent(config, { logger })
-  } catch (err) {
-    logger.fatal({ event: 'start_failed', err: (err as Error).message }, 'agent could not start')
-    process.exit(1)
-  }
-
+  // Handlers first: a signal during start-up (up to ~2 s waiting for Redis) stops the agent once it is up.
+  let agent: Agent | undefined
   let signals = 0
+  const stopAndExit = () => void agent!.stop().then(() => process.exit(0))
   const onSignal = (signal: NodeJS.Signals) => {
     signals++
     if (signals > 1) {
@@ -78,10 +74,18 @@ async function main(): Promise<void> {
       process.exit(1)
     }
     logger.info({ event: 'signal', signal }, `received ${signal}`)
-    void agent.stop().then(() => process.exit(0))
+    if (agent) stopAndExit()
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+
+  try {
+    agent = await startAgent(config, { logger })
+  } catch (err) {
+    logger.fatal({ event: 'start_failed', err: (err as Error).message }, 'agent could not start')
+    process.exit(1)
+  }
+  if (signals > 0) stopAndExit()
 }
 
 void main()

@@ -1,11 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { RedisServer } from '@tornado/shared/testing'
-import { ERROR, WARN, events, inspect, putCounts, startTestAgent, totals, waitFor, ZERO_TOTALS } from './fixtures/harness.js'
+import { ERROR, WARN, events, inspect, putCounts, startTestAgent, totals, waitFor, ZERO_TOTALS, startRedis } from './fixtures/harness.js'
 
 t.test('agents on one Redis', async (t) => {
-  const server = await RedisServer.start()
-  t.teardown(() => server.stop())
+  const server = await startRedis(t)
   const check = inspect(t, server)
   t.beforeEach(async () => {
     await check.redis.flushall() // the private server this test started
@@ -99,5 +97,21 @@ t.test('agents on one Redis', async (t) => {
     const fast = Number((await check.record('fast-clock')).agent_time_ms)
     t.ok(Math.abs(slow - (started - skew)) < 1000, 'the agent clock is stored as sent')
     t.ok(Math.abs(fast - (started + skew)) < 1000)
+  })
+
+  t.test('without TORNADO_NODE_ID the node id is the hostname', async (t) => {
+    const { agent } = await startTestAgent(t, server.url, { TORNADO_NODE_ID: '', HEARTBEAT_INTERVAL_MS: '5000' })
+    t.equal(agent.nodeId, 'test-host')
+    t.equal((await check.record('test-host')).instance, agent.instanceId)
+  })
+
+  t.test('a port in use: start fails naming AGENT_LISTEN, and nothing is written', async (t) => {
+    const first = await startTestAgent(t, server.url, { TORNADO_NODE_ID: 'first', HEARTBEAT_INTERVAL_MS: '5000' })
+    const port = new URL(first.agent.url).port
+    const err = await startTestAgent(t, server.url, { TORNADO_NODE_ID: 'second', AGENT_LISTEN: `127.0.0.1:${port}` }).catch((e: Error) => e)
+    t.ok(err instanceof Error)
+    t.match((err as Error).message, new RegExp(`^cannot listen on 127\\.0\\.0\\.1:${port} \\(AGENT_LISTEN\\): listen EADDRINUSE`))
+    t.same(await check.record('second'), {})
+    t.equal((await check.store.readTotals()).liveNodes, 1)
   })
 })

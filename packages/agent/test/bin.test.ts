@@ -3,10 +3,10 @@ import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { RedisServer, freePort } from '@tornado/shared/testing'
+import { freePort } from '@tornado/shared/testing'
 import { AgentEnv } from '../src/index.js'
 import { HeartbeatStore, heartbeatKey } from '@tornado/shared'
-import { inspect, layout, putCounts, totals, waitFor, ZERO_TOTALS } from './fixtures/harness.js'
+import { inspect, layout, onEarlyExit, putCounts, totals, waitFor, ZERO_TOTALS, startRedis } from './fixtures/harness.js'
 
 const packageRoot = fileURLToPath(new URL('..', import.meta.url))
 
@@ -46,9 +46,11 @@ function runBin(t: { teardown(fn: () => unknown): void }, args: string[], env: R
     signal: signal as NodeJS.Signals | null,
     afterMs: signalledAt ? Date.now() - signalledAt : -1,
   }))
-  t.teardown(() => {
+  const killIfRunning = () => {
     if (child.exitCode === null && child.signalCode === null) kill('SIGKILL')
-  })
+  }
+  t.teardown(killIfRunning)
+  void exit.then(onEarlyExit(killIfRunning))
   return { child, stdout: () => out, stderr: () => err, exit }
 }
 
@@ -80,8 +82,7 @@ t.test('--help, --version, a bad option and a bad variable', async (t) => {
 })
 
 t.test('a real agent process', async (t) => {
-  const server = await RedisServer.start()
-  t.teardown(() => server.stop())
+  const server = await startRedis(t)
   const check = inspect(t, server)
   t.beforeEach(async () => {
     await check.redis.flushall() // the private server this test started

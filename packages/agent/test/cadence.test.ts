@@ -1,13 +1,11 @@
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { RedisServer } from '@tornado/shared/testing'
-import { INFO, WARN, events, inspect, putCounts, startTestAgent, totals, waitFor } from './fixtures/harness.js'
+import { INFO, WARN, events, inspect, putCounts, startTestAgent, totals, waitFor, startRedis } from './fixtures/harness.js'
 import { countingStore } from './fixtures/counting-store.js'
 
 t.test('beats keep a fixed cadence without drift and never overlap', async (t) => {
-  const server = await RedisServer.start()
-  t.teardown(() => server.stop())
+  const server = await startRedis(t)
   const counting = countingStore()
   await startTestAgent(t, server.url, { HEARTBEAT_INTERVAL_MS: '200' }, { wrapStore: counting.wrap })
   await sleep(2100)
@@ -28,8 +26,7 @@ t.test('beats keep a fixed cadence without drift and never overlap', async (t) =
 })
 
 t.test('a paused Redis delays beats but never stacks them', async (t) => {
-  const server = await RedisServer.start()
-  t.teardown(() => server.stop())
+  const server = await startRedis(t)
   const check = inspect(t, server)
   const counting = countingStore()
   const { agent, lines } = await startTestAgent(t, server.url, { HEARTBEAT_INTERVAL_MS: '200' }, { wrapStore: counting.wrap })

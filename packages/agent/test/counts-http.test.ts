@@ -1,13 +1,11 @@
 import t from 'tap'
-import { RedisServer } from '@tornado/shared/testing'
 import type { BeatResult, NodeHeartbeat } from '@tornado/shared'
-import { HOST_INFO, getJson, inspect, putCounts, startTestAgent, totals, waitFor, ZERO_TOTALS } from './fixtures/harness.js'
+import { HOST_INFO, getJson, inspect, putCounts, startTestAgent, totals, waitFor, ZERO_TOTALS, startRedis } from './fixtures/harness.js'
 
 const AGENT_TIME_MS = 1_767_225_600_000
 
 t.test('PUT /counts, GET /counts and /health against a real redis-server', async (t) => {
-  const server = await RedisServer.start()
-  t.teardown(() => server.stop())
+  const server = await startRedis(t)
   const check = inspect(t, server)
   // A long interval: anything that shows up in Redis quickly came from the immediate beat, not the timer.
   const { agent } = await startTestAgent(t, server.url, { HEARTBEAT_INTERVAL_MS: '5000' }, { clock: () => AGENT_TIME_MS })
@@ -91,8 +89,7 @@ t.test('PUT /counts, GET /counts and /health against a real redis-server', async
 })
 
 t.test('reports while a beat is in flight coalesce into exactly one more beat', async (t) => {
-  const server = await RedisServer.start()
-  t.teardown(() => server.stop())
+  const server = await startRedis(t)
   const check = inspect(t, server)
   let gate: Promise<void> = Promise.resolve()
   const written: NodeHeartbeat[] = []
@@ -133,8 +130,7 @@ t.test('reports while a beat is in flight coalesce into exactly one more beat', 
 })
 
 t.test('simulate mode refuses PUT /counts with 409', async (t) => {
-  const server = await RedisServer.start()
-  t.teardown(() => server.stop())
+  const server = await startRedis(t)
   const { agent } = await startTestAgent(t, server.url, { TORNADO_SIMULATE: '1' }, { random: () => 0.5 })
   t.same(await putCounts(agent.url, '{"downloading":3,"muxing":1,"uploading":0}'), {
     status: 409,

@@ -1,16 +1,14 @@
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { RedisServer } from '@tornado/shared/testing'
-import { INFO, WARN, events, getJson, inspect, putCounts, startTestAgent, totals, waitFor } from './fixtures/harness.js'
+import { INFO, WARN, events, getJson, inspect, putCounts, startTestAgent, totals, waitFor, startRedis } from './fixtures/harness.js'
 import { countingStore } from './fixtures/counting-store.js'
 
 const PASSWORD = 's3cret-pass-do-not-log'
 
 t.test('Redis stops and comes back empty: the agent keeps running, logs once each way, re-registers', async (t) => {
   // A user with a password, so the test can check that the password never reaches a log line.
-  const server = await RedisServer.start(['--user', 'tornado', 'on', `>${PASSWORD}`, '~*', '&*', '+@all'])
-  t.teardown(() => server.stop())
+  const server = await startRedis(t, ['--user', 'tornado', 'on', `>${PASSWORD}`, '~*', '&*', '+@all'])
   const url = `redis://tornado:${PASSWORD}@127.0.0.1:${server.port}`
   const check = inspect(t, server, url)
   const counting = countingStore()
@@ -54,8 +52,7 @@ t.test('Redis stops and comes back empty: the agent keeps running, logs once eac
 })
 
 t.test('shutdown with Redis down is bounded and still stops', async (t) => {
-  const server = await RedisServer.start()
-  t.teardown(() => server.stop())
+  const server = await startRedis(t)
   const { agent, lines } = await startTestAgent(t, server.url, { HEARTBEAT_INTERVAL_MS: '200' })
   server.pause() // the worst case: a Redis that takes commands and never answers
   await sleep(300)
@@ -69,8 +66,7 @@ t.test('shutdown with Redis down is bounded and still stops', async (t) => {
 })
 
 t.test('Redis down from the start: the agent starts, serves, and registers when Redis appears', async (t) => {
-  const server = await RedisServer.start()
-  t.teardown(() => server.stop())
+  const server = await startRedis(t)
   await server.stop()
   const check = inspect(t, server)
   const { agent, lines } = await startTestAgent(t, server.url, { HEARTBEAT_INTERVAL_MS: '200' })
