@@ -25,6 +25,7 @@ const el = {
   tbody: document.querySelector('#nodes tbody'),
   noNodes: $('no-nodes'),
   chartMax: $('chart-max'),
+  chartMid: $('chart-mid'),
 }
 const totalEls = Object.fromEntries(STAGES.map((stage) => [stage, $(`total-${stage}`)]))
 const lineEls = Object.fromEntries(STAGES.map((stage) => [stage, $(`line-${stage}`)]))
@@ -99,6 +100,8 @@ function openStream(mine) {
     if (typeof event.data === 'string') {
       // The server's own error event: the API is up, Redis is not. The stream stays open.
       showProblem('Redis is unavailable. The API keeps retrying; the figures below are the last ones received.')
+      setText(el.connection, 'Connected, Redis unavailable')
+      document.body.classList.add('is-stale')
       return
     }
     if (source.readyState === EventSource.CLOSED) {
@@ -252,7 +255,8 @@ function drawChart() {
   let max = 0
   for (const point of history) max = Math.max(max, point.downloading, point.muxing, point.uploading)
   max = niceCeiling(max)
-  setText(el.chartMax, `max ${numberFormat.format(max)}`)
+  setText(el.chartMax, numberFormat.format(max))
+  setText(el.chartMid, max % 2 === 0 ? numberFormat.format(max / 2) : '')
   for (const stage of STAGES) {
     let path = ''
     let previousAt = 0

@@ -65,7 +65,7 @@ const dashboardStreamRoutes: FastifyPluginAsyncTypebox<StreamRoutesOptions> = as
         response: {
           200: {
             description: 'An endless text/event-stream',
-            content: { 'text/event-stream': { schema: Type.String({ examples: [STREAM_EXAMPLE] }) } },
+            content: { 'text/event-stream': { schema: Type.String(), example: STREAM_EXAMPLE } },
           },
           400: BadQuery,
           401: Unauthorized,
