@@ -49,6 +49,14 @@ export class RedisServer {
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.extraArgs]
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
+    // If the test process ends without stop() (a failed test, tap's timeout), the server must not outlive it.
+    const kill = () => child.kill('SIGKILL')
+    process.once('exit', kill)
+    process.once('SIGALRM', kill)
+    child.once('exit', () => {
+      process.off('exit', kill)
+      process.off('SIGALRM', kill)
+    })
     let output = ''
     child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()))
     child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()))
