@@ -23,18 +23,19 @@ export function createSessionToken(keyDigest: Buffer, expiresAtMs: number): stri
 }
 
 /**
- * True when the token is unexpired, not dated further ahead than a fresh one could be, and signed with one of the
- * digests. Every digest is tried without stopping at a match, each comparison in constant time, so the time taken
- * says nothing about which key (if any) made the token.
+ * The token's expiry (ms since the epoch) when it is unexpired, not dated further ahead than a fresh one could be,
+ * and signed with one of the digests; else undefined. Every digest is tried without stopping at a match, each
+ * comparison in constant time, so the time taken says nothing about which key (if any) made the token.
  */
-export function verifySessionToken(token: string, keyDigests: readonly Buffer[], nowMs: number): boolean {
+export function verifySessionToken(token: string, keyDigests: readonly Buffer[], nowMs: number): number | undefined {
   const match = TOKEN_FORMAT.exec(token)
-  if (!match) return false
+  if (!match) return undefined
   const expiresAtMs = Number(match[1])
   const presented = Buffer.from(match[2]!, 'latin1')
   let signed = false
   for (const digest of keyDigests) {
     signed = timingSafeEqual(presented, Buffer.from(mac(digest, expiresAtMs), 'latin1')) || signed
   }
-  return signed && expiresAtMs > nowMs && expiresAtMs <= nowMs + SESSION_TTL_MS + CLOCK_SKEW_MS
+  const fresh = expiresAtMs > nowMs && expiresAtMs <= nowMs + SESSION_TTL_MS + CLOCK_SKEW_MS
+  return signed && fresh ? expiresAtMs : undefined
 }

@@ -138,12 +138,13 @@ t.test('stateless: another replica with the key accepts its tokens, one without 
   t.same(refused.json(), { error: 'Invalid or expired session' })
 })
 
-t.test('verifySessionToken', async (t) => {
+t.test('verifySessionToken: the expiry when valid, else undefined', async (t) => {
   const digests = [sha256('one'), sha256('two')]
   const now = 1_800_000_000_000
-  t.equal(verifySessionToken(createSessionToken(digests[1]!, now + 1), digests, now), true, 'the last key matches')
-  t.equal(verifySessionToken(createSessionToken(digests[0]!, now), digests, now), false, 'expires at exactly now')
-  t.equal(verifySessionToken(createSessionToken(digests[0]!, now + SESSION_TTL_MS + 60_000), digests, now), true, 'a minute of clock skew')
-  t.equal(verifySessionToken(createSessionToken(digests[0]!, now + SESSION_TTL_MS + 60_001), digests, now), false)
-  t.equal(verifySessionToken(createSessionToken(digests[0]!, now + 1), [], now), false, 'no keys, no sessions')
+  t.equal(verifySessionToken(createSessionToken(digests[1]!, now + 1), digests, now), now + 1, 'the last key matches')
+  t.equal(verifySessionToken(createSessionToken(digests[0]!, now), digests, now), undefined, 'expires at exactly now')
+  const skewed = now + SESSION_TTL_MS + 60_000
+  t.equal(verifySessionToken(createSessionToken(digests[0]!, skewed), digests, now), skewed, 'a minute of clock skew')
+  t.equal(verifySessionToken(createSessionToken(digests[0]!, skewed + 1), digests, now), undefined)
+  t.equal(verifySessionToken(createSessionToken(digests[0]!, now + 1), [], now), undefined, 'no keys, no sessions')
 })

@@ -2,6 +2,8 @@ import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { waitForReady } from '@tornado/shared'
 import { get, heartbeat, KEY_A, startTestApi, type TestApi } from './helper.js'
+import { sha256 } from '../src/config.js'
+import { createSessionToken } from '../src/session.js'
 import { nextNamed, openEventStream } from './sse-client.js'
 
 const auth = { 'x-api-key': KEY_A }
@@ -183,6 +185,17 @@ t.test('credentials and bad queries', async (t) => {
     await bad.ended
     t.equal(bad.status, 401)
     t.equal(bad.raw(), '{"error":"Invalid or expired session"}')
+  })
+
+  t.test('a stream opened with a session ends when the session does', async (t) => {
+    const token = createSessionToken(sha256(KEY_A), Date.now() + 600)
+    const client = await openEventStream(`${api.url}${STREAM}`, { cookie: `tornado_session=${token}` })
+    t.equal(client.status, 200)
+    t.equal((await client.next()).event, 'cluster')
+    await client.ended
+    const endedAfter = Date.now() - Number(token.split('.')[0])
+    t.ok(endedAfter >= 0 && endedAfter < 500, `ended ${endedAfter} ms after the session expired`)
+    await until('the client removed', () => api.app.clusterFeed.subscriberCount === 0)
   })
 
   t.test('?nodes=maybe: 400', async (t) => {

@@ -17,6 +17,10 @@ declare module 'fastify' {
      */
     verifyApiKey: (request: FastifyRequest) => Promise<void>
   }
+  interface FastifyRequest {
+    /** Set when the request was let in by a session cookie: when that session ends (ms since the epoch). */
+    sessionExpiresAtMs?: number
+  }
 }
 
 /**
@@ -40,7 +44,11 @@ async function authPlugin(fastify: FastifyInstance, options: AuthPluginOptions) 
       // Reads only: a cookie rides along on any request the browser makes, so it must not unlock anything else.
       const session = request.cookies[SESSION_COOKIE]
       if (session !== undefined && (request.method === 'GET' || request.method === 'HEAD')) {
-        if (verifySessionToken(session, digests, Date.now())) return
+        const expiresAtMs = verifySessionToken(session, digests, Date.now())
+        if (expiresAtMs !== undefined) {
+          request.sessionExpiresAtMs = expiresAtMs
+          return
+        }
         throw fastify.httpErrors.unauthorized('Invalid or expired session')
       }
       throw fastify.httpErrors.unauthorized('Missing x-api-key header')

@@ -90,6 +90,11 @@ const dashboardStreamRoutes: FastifyPluginAsyncTypebox<StreamRoutesOptions> = as
       const unsubscribe = feed.subscribe({
         wantsNodes,
         send(chunk) {
+          // A stream opened with a session ends with it: the browser reconnects, and a removed key gets no new one.
+          if (request.sessionExpiresAtMs !== undefined && Date.now() >= request.sessionExpiresAtMs) {
+            res.end()
+            return
+          }
           if (res.writableLength > MAX_BUFFERED_BYTES) {
             request.log.warn({ bufferedBytes: res.writableLength }, 'event stream client not reading: disconnected')
             res.destroy()
