@@ -66,7 +66,9 @@ t.test('the dashboard in headless Chromium', async (t) => {
   const redis = await RedisServer.start()
   t.teardown(() => redis.stop())
   const common = { REDIS_URL: redis.url, LOG_LEVEL: 'info' }
-  const api = startProcess(t, 'api', { ...common, TORNADO_API_KEYS: API_KEY, PORT: '0', HOST: '127.0.0.1' })
+  // A fixed port, so that a restarted API is found by the page where the old one was.
+  const apiEnv = { ...common, TORNADO_API_KEYS: API_KEY, PORT: String(await freePort()), HOST: '127.0.0.1' }
+  let api = startProcess(t, 'api', apiEnv)
   const agents = await Promise.all(
     ['node-a', 'node-b'].map(async (nodeId) => {
       const listen = `127.0.0.1:${await freePort()}`
@@ -189,6 +191,20 @@ t.test('the dashboard in headless Chromium', async (t) => {
     }
     await page.waitForFunction(() => !document.body.classList.contains('is-stale'), null, { timeout: 5_000 })
     t.match(await page.textContent('#updated'), /^Updated /)
+  })
+
+  await t.test('the API away: the page says so, keeps retrying, and recovers when it returns', async (t) => {
+    api.child.kill('SIGKILL')
+    await api.exited
+    await page.waitForFunction(() => document.querySelector('#problem')?.checkVisibility() === true, null, { timeout: 5_000 })
+    t.match(await page.textContent('#problem'), /^(Lost the connection to the API\. Reconnecting…|The API cannot be reached\. Retrying…)$/)
+    await page.screenshot({ path: `${ARTIFACTS}dashboard-api-down.png`, fullPage: true })
+    api = startProcess(t, 'api', apiEnv)
+    await listeningUrl(api)
+    await page.waitForFunction(() => !document.querySelector('#problem')?.checkVisibility() && !document.body.classList.contains('is-stale'), null, {
+      timeout: 5_000,
+    })
+    t.same((await readPage(page)).totals, ['9', '4', '7'])
   })
 
   await t.test('log out: the key is forgotten and nothing runs any more', async (t) => {

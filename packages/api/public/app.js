@@ -35,8 +35,8 @@ const numberFormat = new Intl.NumberFormat()
 let apiKey = null
 /** The one open stream, if any. */
 let stream = null
-/** The one pending reconnect, if any. */
-let retryTimer = null
+/** The one pending reconnect, if any: a retry while the API is away, or the renewal of the session before it ends. */
+let reconnectTimer = null
 /** The one staleness timer, if any. */
 let staleTimer = null
 /** Bumped whenever the page stops or restarts its connection: late answers of an older attempt are ignored. */
@@ -66,23 +66,33 @@ async function connect() {
   const mine = disconnect()
   if (apiKey === null) return
   if (document.hidden) {
+    clearTimeout(staleTimer)
+    staleTimer = null
     setText(el.connection, 'Paused while the tab is hidden')
     return
   }
+  // Data already shown turns stale if no update follows, however the attempt goes.
+  if (staleTimer === null && lastUpdateAt > 0) staleTimer = setTimeout(markStale, STALE_MS)
   setText(el.connection, 'Connecting…')
   let status
+  let expiresInMs = 0
   try {
     const response = await fetch('/dashboard/session', { method: 'POST', headers: { 'x-api-key': apiKey }, cache: 'no-store' })
     status = response.status
+    if (status === 200) expiresInMs = (await response.json()).expires_in_ms
   } catch {
     status = 0
   }
   if (mine !== attempt) return // logged out, hidden or restarted meanwhile
-  if (status === 200) return openStream(mine)
+  if (status === 200) {
+    // The server ends a stream when its session does: move to a new one a minute before.
+    reconnectTimer = setTimeout(connect, Math.max(expiresInMs - 60_000, 10_000))
+    return openStream(mine)
+  }
   if (status === 401) return rejectKey()
   showProblem(status === 0 ? 'The API cannot be reached. Retrying…' : `The API answered ${status}. Retrying…`)
   setText(el.connection, 'Offline')
-  retryTimer = setTimeout(connect, RETRY_MS)
+  reconnectTimer = setTimeout(connect, RETRY_MS)
 }
 
 function openStream(mine) {
@@ -110,7 +120,7 @@ function openStream(mine) {
       disconnect()
       if (opened) return connect()
       showProblem('The API refused the live stream. Retrying…')
-      retryTimer = setTimeout(connect, RETRY_MS)
+      reconnectTimer = setTimeout(connect, RETRY_MS)
     } else {
       showProblem('Lost the connection to the API. Reconnecting…')
       setText(el.connection, 'Reconnecting…')
@@ -118,15 +128,13 @@ function openStream(mine) {
   })
 }
 
-/** Closes the stream and cancels every timer; returns the new attempt number. */
+/** Closes the stream and cancels a pending reconnect; returns the new attempt number. */
 function disconnect() {
   attempt++
   if (stream) stream.close()
   stream = null
-  clearTimeout(retryTimer)
-  clearTimeout(staleTimer)
-  retryTimer = null
-  staleTimer = null
+  clearTimeout(reconnectTimer)
+  reconnectTimer = null
   return attempt
 }
 
@@ -138,6 +146,9 @@ function rejectKey() {
 /** Back to the login form: nothing keeps running, nothing of the key is kept. */
 function stop() {
   disconnect()
+  clearTimeout(staleTimer)
+  staleTimer = null
+  lastUpdateAt = 0
   apiKey = null
   sessionStorage.removeItem(KEY_STORAGE)
   history.length = 0
