@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { freePort } from '@tornado/shared/testing'
-import { heartbeatKey } from '@tornado/shared'
+import { heartbeatKey, parseRecord } from '@tornado/shared'
 import { PREFIX, fmt, percentile } from './lib.mjs'
 
 const agentBin = fileURLToPath(new URL('../packages/agent/dist/bin.js', import.meta.url))
@@ -22,13 +22,14 @@ export async function measureAgent({ server, admin }, seconds = 60) {
   await admin.flushall() // the private server the benchmark started
   const nodeId = 'bench-agent'
   const recordKey = heartbeatKey({ prefix: PREFIX, shards: 1 }, nodeId)
-  await admin.config('SET', 'notify-keyspace-events', 'Kh')
+  await admin.config('SET', 'notify-keyspace-events', 'K$')
   const subscriber = admin.duplicate()
   const seen = []
   await subscriber.subscribe(`__keyspace@0__:${recordKey}`)
   subscriber.on('message', () => {
-    admin.hget(recordKey, 'seen_ms').then((value) => {
-      if (value && Number(value) !== seen.at(-1)) seen.push(Number(value))
+    admin.get(recordKey).then((text) => {
+      const record = text === null ? undefined : parseRecord(nodeId, text)
+      if (record && record.seenMs !== seen.at(-1)) seen.push(record.seenMs)
     })
   })
 

@@ -2,11 +2,12 @@
 // node bench/http-server.mjs <ceiling|app|naive> <port> <redisUrl> <apiKey>
 //   ceiling: a bare Fastify route behind the same auth hook, returning a constant body: the most HTTP can do here
 //   app:     our GET /dashboard/cluster, built by buildApp, coalescing off
-//   naive:   the usual per-request read of every node's record (the node set, then pipelined HGETALLs), summed in Node
+//   naive:   the usual per-request read of every node's record (the node set, then a pipelined read of each record:
+//            GET, since a record is one string; HGETALL where it is a hash), summed in Node
 import { fastify } from 'fastify'
 import fastifySensible from '@fastify/sensible'
 import { authPlugin, buildApp, errorsPlugin, loadApiConfig } from '@tornado/api'
-import { ClusterTotals, ErrorBody, createRedisClient, shardKeys } from '@tornado/shared'
+import { ClusterTotals, ErrorBody, createRedisClient, parseRecord, shardKeys } from '@tornado/shared'
 import { PREFIX } from './lib.mjs'
 
 const [mode, port, redisUrl, apiKey] = process.argv.slice(2)
@@ -44,14 +45,16 @@ if (mode === 'app') {
     const [seconds] = await redis.time()
     const ids = await redis.zrangebyscore(keys.nodes, Number(seconds) * 1000 - config.staleAfterMs, '+inf')
     const pipeline = redis.pipeline()
-    for (const id of ids) pipeline.hgetall(keys.nodePrefix + id)
+    for (const id of ids) pipeline.get(keys.nodePrefix + id)
     const totals = { total_downloading: 0, total_muxing: 0, total_uploading: 0 }
-    for (const [err, record] of (await pipeline.exec()) ?? []) {
-      if (err) continue
-      totals.total_downloading += Number(record.downloading) || 0
-      totals.total_muxing += Number(record.muxing) || 0
-      totals.total_uploading += Number(record.uploading) || 0
-    }
+    const replies = (await pipeline.exec()) ?? []
+    replies.forEach(([err, text], i) => {
+      const record = err || typeof text !== 'string' ? undefined : parseRecord(ids[i], text)
+      if (!record) return
+      totals.total_downloading += record.counts.downloading
+      totals.total_muxing += record.counts.muxing
+      totals.total_uploading += record.counts.uploading
+    })
     return totals
   })
 } else {

@@ -39,7 +39,7 @@ t.test('Redis stops and comes back empty: the agent keeps running, logs once eac
   t.equal(down.length, 1, 'one outage line')
   t.equal(down[0]?.level, WARN)
   t.equal(down[0]?.msg, 'cannot write heartbeat, redis unreachable; retrying every beat')
-  t.match(down[0]?.err, /^not connected to redis \((connecting|reconnecting|close)\)(: connect ECONNREFUSED 127\.0\.0\.1:\d+)?$/, `says why: ${String(down[0]?.err)}`)
+  t.match(down[0]?.err, /^not connected to redis \((connecting|reconnecting|close)\)(: .+)?$/, `says why: ${String(down[0]?.err)}`)
   t.equal(recovered.length, 1, 'one recovery line')
   t.equal(recovered[0]?.level, INFO)
   t.equal(recovered[0]?.msg, 'redis is reachable again; heartbeat written')

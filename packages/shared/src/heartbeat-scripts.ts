@@ -1,9 +1,11 @@
 import { MAX_JOB_COUNT } from './schemas.js'
 
 /*
- * The Lua scripts behind the heartbeat store. Each shard (hash-tag group) holds:
+ * The Lua scripts behind the heartbeat store. A node's record is one string, not a hash, so that a beat reads the
+ * old record and writes the new one in one command (SET ... GET): at thousands of beats a second every Redis call
+ * inside the script counts. hostname comes last so that nothing in it can shift the other fields. Each shard (hash-tag group) holds:
  *   <tag>:nodes       ZSET  node id -> time of its last heartbeat, ms on the Redis server's clock
- *   <tag>:node:<id>   HASH  hostname, ip, downloading, muxing, uploading, instance, agent_time_ms, seen_ms
+ *   <tag>:node:<id>   STRING  "downloading|muxing|uploading|seen_ms|agent_time_ms|instance|ip|hostname"
  *   <tag>:totals      HASH  downloading, muxing, uploading: the sums over every member of <tag>:nodes
  *
  * Invariant, kept by every script atomically: the totals are the sums of the records of the ZSET's members, and
@@ -33,12 +35,19 @@ local function nowMs()
 end
 
 -- {downloading, muxing, uploading, instance} of a record, or nil when it is missing or garbage.
-local function readRecord(key)
-  local f = redis.pcall('HMGET', key, 'downloading', 'muxing', 'uploading', 'instance')
-  if f.err then return nil end
-  local d, m, u = jobCount(f[1]), jobCount(f[2]), jobCount(f[3])
+-- {downloading, muxing, uploading, instance, seen_ms, ip, hostname} of a record's text, or nil when it is garbage.
+local function parseRecord(text)
+  if type(text) ~= 'string' then return nil end
+  local d, m, u, seen, _, instance, ip, hostname = string.match(text, '^(%d+)|(%d+)|(%d+)|(%d+)|(%d*)|([^|]+)|([^|]*)|(.*)$')
+  d, m, u = jobCount(d), jobCount(m), jobCount(u)
   if d == nil or m == nil or u == nil then return nil end
-  return { d, m, u, f[4] or '' }
+  return { d, m, u, instance, tonumber(seen), ip, hostname }
+end
+
+local function readRecord(key)
+  local value = redis.pcall('GET', key)
+  if type(value) ~= 'string' then return nil end
+  return parseRecord(value)
 end
 
 -- The kept totals, or nil when the key has the wrong type or a field is not a non-negative integer.
@@ -145,32 +154,33 @@ end
 if nodeId == '' or instanceId == '' or nodePrefix .. nodeId ~= nodeKey then
   return redis.error_reply('ERR tornado heartbeat: node id and record key disagree')
 end
+if string.find(instanceId, '|', 1, true) or string.find(ARGV[4], '|', 1, true) or not string.match(ARGV[8], '^%d*$') then
+  return redis.error_reply('ERR tornado heartbeat: instance id and ip must not contain |, agent time must be digits')
+end
 
 -- Every beat runs this, thousands of times a second: few calls, and wrong key types are caught by pcall on the
 -- first use of each key instead of checked up front.
 local now = nowMs()
-local old = redis.pcall('HMGET', nodeKey, 'downloading', 'muxing', 'uploading', 'instance', 'seen_ms')
-if old.err then
-  redis.call('DEL', nodeKey)
-  old = {}
+local record = table.concat({ counts[1], counts[2], counts[3], now, ARGV[8], instanceId, ARGV[4], ARGV[3] }, '|')
+local old = redis.pcall('SET', nodeKey, record, 'GET')
+if type(old) == 'table' and old.err then
+  redis.call('DEL', nodeKey) -- a key of the wrong type where our record belongs
+  redis.call('SET', nodeKey, record)
+  old = false
 end
-redis.call('HSET', nodeKey,
-  'hostname', ARGV[3], 'ip', ARGV[4],
-  'downloading', counts[1], 'muxing', counts[2], 'uploading', counts[3],
-  'instance', instanceId, 'agent_time_ms', ARGV[8], 'seen_ms', now)
 
 -- ZADD answers 1 when the node was not a member: then nothing of its old record is in the totals.
 local added = redis.pcall('ZADD', nodesKey, now, nodeId)
 local previousInstance, previousAge, dropped = '', -1, 0
 local needRecount = type(added) ~= 'number'
 if not needRecount and added == 0 then
-  local previous = { jobCount(old[1]), jobCount(old[2]), jobCount(old[3]) }
-  previousInstance = old[4] or ''
-  previousAge = now - (tonumber(old[5]) or now)
-  if previous[1] == nil or previous[2] == nil or previous[3] == nil then
+  local previous = parseRecord(old)
+  if previous == nil then
     dropped = 1 -- a member whose record was garbage: its share of the totals is unknown
     needRecount = true
   else
+    previousInstance = previous[4]
+    previousAge = now - previous[5]
     needRecount = not addToTotals(totalsKey, 1, { counts[1] - previous[1], counts[2] - previous[2], counts[3] - previous[3] })
   end
 elseif not needRecount then
@@ -263,15 +273,13 @@ local out = { now, pruned, 0 }
 local garbage = 0
 for i = 1, #members, 2 do
   local id = members[i]
-  local f = redis.pcall('HMGET', nodePrefix .. id, 'hostname', 'ip', 'downloading', 'muxing', 'uploading')
-  local d, m, u
-  if not f.err then d, m, u = jobCount(f[3]), jobCount(f[4]), jobCount(f[5]) end
-  if d == nil or m == nil or u == nil then
+  local rec = readRecord(nodePrefix .. id)
+  if rec == nil then
     garbage = garbage + 1
   else
     local n = #out
-    out[n + 1], out[n + 2], out[n + 3] = id, f[1] or '', f[2] or ''
-    out[n + 4], out[n + 5], out[n + 6], out[n + 7] = d, m, u, tonumber(members[i + 1])
+    out[n + 1], out[n + 2], out[n + 3] = id, rec[7], rec[6]
+    out[n + 4], out[n + 5], out[n + 6], out[n + 7] = rec[1], rec[2], rec[3], tonumber(members[i + 1])
   end
 end
 if garbage > 0 then dropped = dropped + recount(nodesKey, totalsKey, nodePrefix)[4] end

@@ -78,6 +78,33 @@ export interface NodeListSnapshot {
   redisTimeMs: number
 }
 
+/** One node's record as stored, with the time of its last heartbeat on Redis's clock. */
+export interface StoredNode {
+  nodeId: string
+  instanceId: string
+  hostname: string
+  ip: string
+  counts: JobCounts
+  agentTimeMs: number
+  lastSeenMs: number
+}
+
+/** Reads a record's text (see heartbeat-scripts.ts); undefined when it is not one. */
+export function parseRecord(nodeId: string, text: string): Omit<StoredNode, 'lastSeenMs'> & { seenMs: number } | undefined {
+  const match = /^(\d+)\|(\d+)\|(\d+)\|(\d+)\|(\d*)\|([^|]+)\|([^|]*)\|(.*)$/s.exec(text)
+  if (!match) return undefined
+  const [, downloading, muxing, uploading, seen, agentTime, instanceId, ip, hostname] = match as unknown as string[]
+  return {
+    nodeId,
+    instanceId: instanceId!,
+    hostname: hostname!,
+    ip: ip!,
+    counts: { downloading: Number(downloading), muxing: Number(muxing), uploading: Number(uploading) },
+    agentTimeMs: Number(agentTime),
+    seenMs: Number(seen),
+  }
+}
+
 export interface RecountResult {
   kept: ClusterTotals
   recounted: ClusterTotals
@@ -202,6 +229,16 @@ export class HeartbeatStore {
   }
 
   /** Every live node with its record: one script per shard, O(live nodes), for a node table. */
+  /** One node's stored record, or undefined when it has none (or a garbage one). For operators and tests. */
+  async readNode(nodeId: string): Promise<StoredNode | undefined> {
+    const keys = shardKeys(this.layout, shardOf(nodeId, this.layout.shards))
+    const [text, score] = await Promise.all([this.redis.get(keys.nodePrefix + nodeId), this.redis.zscore(keys.nodes, nodeId)])
+    const record = text === null ? undefined : parseRecord(nodeId, text)
+    if (!record || score === null) return undefined
+    const { seenMs: _, ...rest } = record
+    return { ...rest, lastSeenMs: Number(score) }
+  }
+
   async listNodes(): Promise<NodeListSnapshot> {
     const replies = await Promise.all(
       this.shards().map((keys) => this.redis.tornadoList(keys.nodes, keys.totals, this.staleAfterMs, keys.nodePrefix)),

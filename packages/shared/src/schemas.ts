@@ -45,9 +45,9 @@ export const NodeHeartbeat = Type.Object(
   {
     nodeId: Type.String({ pattern: NODE_ID_PATTERN }),
     /** Random per agent process: tells a restart or a duplicate agent from this one. */
-    instanceId: Type.String({ minLength: 1, maxLength: 64 }),
+    instanceId: Type.String({ minLength: 1, maxLength: 64, pattern: '^[^|]+$' }),
     hostname: Type.String({ maxLength: 255 }),
-    ip: Type.String({ maxLength: 64 }),
+    ip: Type.String({ maxLength: 64, pattern: '^[^|]*$' }),
     counts: JobCounts,
     /** The agent's own wall clock, stored for operators; never used to judge age. */
     agentTimeMs: Type.Integer({ minimum: 0 }),

@@ -41,16 +41,19 @@ t.test('heartbeat store on a real redis-server', async (t) => {
     const snapshot = await store.readTotals()
     t.same(snapshot.totals, { total_downloading: 2, total_muxing: 2, total_uploading: 6 })
     t.equal(snapshot.liveNodes, 2)
-    t.same(await raw.hgetall(heartbeatKey(layout, 'a')), {
+    const stored = await store.readNode('a')
+    const [seconds] = await raw.time()
+    t.ok(Math.abs(stored!.lastSeenMs - Number(seconds) * 1000) < 2000, 'last seen on the Redis clock')
+    t.same(stored, {
+      nodeId: 'a',
+      instanceId: 'i-a',
       hostname: 'a.local',
       ip: '10.0.0.1',
-      downloading: '0',
-      muxing: '2',
-      uploading: '1',
-      instance: 'i-a',
-      agent_time_ms: (await raw.hget(heartbeatKey(layout, 'a'), 'agent_time_ms'))!,
-      seen_ms: (await raw.hget(heartbeatKey(layout, 'a'), 'seen_ms'))!,
+      counts: { downloading: 0, muxing: 2, uploading: 1 },
+      agentTimeMs: stored!.agentTimeMs,
+      lastSeenMs: stored!.lastSeenMs,
     })
+    t.match(await raw.get(heartbeatKey(layout, 'a')), /^0\|2\|1\|\d+\|\d+\|i-a\|10\.0\.0\.1\|a\.local$/)
   })
 
   t.test('a node last seen 31 s ago (Redis clock) is pruned and leaves the totals', async (t) => {
@@ -101,7 +104,7 @@ t.test('heartbeat store on a real redis-server', async (t) => {
     await store.writeHeartbeat(beat('a', { downloading: 3, muxing: 1, uploading: 0 }))
     await store.writeHeartbeat(beat('b', { downloading: 2, muxing: 0, uploading: 5 }))
     await store.writeHeartbeat(beat('c', { downloading: 1, muxing: 1, uploading: 1 }))
-    await raw.hset(heartbeatKey(layout, 'c'), 'muxing', '-5')
+    await raw.set(heartbeatKey(layout, 'c'), '1|-5|1|0||i-c|10.0.0.1|c.local')
     // c is a live member whose record turned to garbage: reads stay O(1), so it is found by its next beat,
     // its pruning or a recount
     const recount = await store.recount()

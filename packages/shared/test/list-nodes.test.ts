@@ -79,7 +79,7 @@ t.test('HeartbeatStore.listNodes on a real redis-server', async (t) => {
     const store = new HeartbeatStore(redis, layout, 30_000)
     await store.writeHeartbeat(beat('good', { downloading: 4, muxing: 2, uploading: 1 }))
     await store.writeHeartbeat(beat('bad', { downloading: 9, muxing: 9, uploading: 9 }))
-    await raw.hset(heartbeatKey(layout, 'bad'), 'muxing', '-1')
+    await raw.set(heartbeatKey(layout, 'bad'), '9|-1|9|0||i-bad|10.0.0.1|bad')
     await raw.zadd(shardKeys(layout, 0).nodes, await redisNowMs(raw), 'no-record')
     const snapshot = await store.listNodes()
     t.same(snapshot.nodes.map((node) => node.id), ['good'])
