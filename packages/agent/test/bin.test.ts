@@ -147,7 +147,9 @@ t.test('a real agent process', async (t) => {
     agent.child.kill('SIGTERM')
     const exit = await agent.exit
     t.equal(exit.code, 1, 'forced: the orderly path would have exited 0')
-    t.ok(exit.afterMs < 1500, `exited ${exit.afterMs} ms after the second signal`)
+    // Exit code 1 already proves the forced path; the bound only rules out a hang. It is loose because a child
+    // under tap writes its V8 coverage on exit, which takes seconds on a loaded 2-core machine.
+    t.ok(exit.afterMs < 5000, `exited ${exit.afterMs} ms after the second signal`)
     t.match(agent.stdout(), '"event":"forced_exit"')
     server.resume()
   })
