@@ -86,9 +86,11 @@ t.test('GET /dashboard/nodes on a real redis-server', async (t) => {
     await api.agentStore.writeHeartbeat(heartbeat('good', { downloading: 4, muxing: 2, uploading: 1 }))
     await api.agentStore.writeHeartbeat(heartbeat('bad-count', { downloading: 9, muxing: 9, uploading: 9 }))
     await api.agentStore.writeHeartbeat(heartbeat('bad-type', { downloading: 9, muxing: 9, uploading: 9 }))
-    await api.raw.hset(heartbeatKey(api.config.layout, 'bad-count'), 'uploading', '1.5')
+    // Records are 'downloading|muxing|uploading|…' strings (see heartbeat-scripts.ts).
+    const badCount = heartbeatKey(api.config.layout, 'bad-count')
+    await api.raw.set(badCount, (await api.raw.get(badCount))!.replace(/^9\|9\|9\|/, '9|9|1.5|'))
     await api.raw.del(heartbeatKey(api.config.layout, 'bad-type'))
-    await api.raw.set(heartbeatKey(api.config.layout, 'bad-type'), 'a string, not a hash')
+    await api.raw.hset(heartbeatKey(api.config.layout, 'bad-type'), 'downloading', '9')
     const before = api.logs.withMessage('dropped garbage heartbeat records from the store').length
     const res = await get(nodesUrl, auth)
     t.equal(res.status, 200)
