@@ -12,7 +12,8 @@ function usage(): string {
   return [
     'Usage: tornado-api [--help] [--version]',
     '',
-    'Serves GET /dashboard/cluster (the job totals over every live worker node, x-api-key required) and GET /health.',
+    'Serves GET /dashboard/cluster (the job totals over every live worker node, x-api-key required), GET /dashboard/nodes,',
+    'the event stream GET /dashboard/cluster/stream, the dashboard page at /, its OpenAPI docs at /swagger and GET /health.',
     'Configured by environment variables:',
     ...lines,
     '',
