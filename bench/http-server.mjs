@@ -6,9 +6,10 @@
 //            GET, since a record is one string; HGETALL where it is a hash), summed in Node
 import { fastify } from 'fastify'
 import fastifySensible from '@fastify/sensible'
+import fastifyCookie from '@fastify/cookie'
 import { authPlugin, buildApp, errorsPlugin, loadApiConfig } from '@tornado/api'
 import { ClusterTotals, ErrorBody, createRedisClient, parseRecord, shardKeys } from '@tornado/shared'
-import { PREFIX } from './lib.mjs'
+import { BENCH_STALE_AFTER_MS, PREFIX } from './lib.mjs'
 
 const [mode, port, redisUrl, apiKey] = process.argv.slice(2)
 const config = loadApiConfig({
@@ -16,12 +17,14 @@ const config = loadApiConfig({
   TORNADO_PREFIX: PREFIX,
   TORNADO_API_KEYS: apiKey,
   TOTALS_CACHE_MS: '0',
+  STALE_AFTER_MS: String(BENCH_STALE_AFTER_MS),
   LOG_LEVEL: 'warn',
 })
 
 async function bareApp(handler) {
   const app = fastify({ logger: { level: 'warn' } })
   await app.register(fastifySensible)
+  await app.register(fastifyCookie) // the auth hook also accepts the dashboard's session cookie
   await app.register(errorsPlugin)
   await app.register(authPlugin, { apiKeyDigests: config.apiKeyDigests })
   app.get(

@@ -4,6 +4,8 @@ import { createRedisClient, HeartbeatStore, waitForReady } from '@tornado/shared
 import { RedisServer } from '@tornado/shared/testing'
 
 export const PREFIX = 'bench'
+/** Seeded nodes must stay live for the whole run (minutes), or reads would get cheaper as they are pruned. */
+export const BENCH_STALE_AFTER_MS = 3_600_000
 
 export async function startRedis() {
   const server = await RedisServer.start()
@@ -12,7 +14,7 @@ export async function startRedis() {
   return { server, admin }
 }
 
-export async function newStore(url, { shards = 1, staleAfterMs = 30_000 } = {}) {
+export async function newStore(url, { shards = 1, staleAfterMs = BENCH_STALE_AFTER_MS } = {}) {
   const redis = createRedisClient(url, { commandTimeout: 30_000 })
   if (!(await waitForReady(redis, 5000))) throw new Error('bench: Redis not ready')
   return { redis, store: new HeartbeatStore(redis, { prefix: PREFIX, shards }, staleAfterMs) }

@@ -25,6 +25,12 @@ const parts = new Set(values.parts.split(','))
 const results = { machine: machine(), date: new Date().toISOString(), command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim() }
 
 const redis = await startRedis()
+// Each part starts on a fresh, empty server: the naive baseline leaves Redis working through queued pipelines
+// long after its HTTP run ends, which would stall whatever is measured next.
+async function freshRedis() {
+  await redis.server.restart()
+  await redis.admin.ping()
+}
 try {
   console.log(`machine: ${results.machine}`)
   if (parts.has('redis')) {
@@ -33,14 +39,17 @@ try {
   }
   if (parts.has('http')) {
     console.log(`\n1. HTTP, autocannon 100 connections × ${values['http-seconds']} s each`)
+    await freshRedis()
     results.http = await measureHttp(redis, fleetSizes, Number(values['http-seconds']))
   }
   if (parts.has('writes')) {
     console.log('\n3. Write load')
+    await freshRedis()
     results.writes = await measureWriteLoad(redis, Number(values['write-agents']), Number(values['write-seconds']))
   }
   if (parts.has('agent')) {
     console.log('\n4. One real agent at 1 Hz')
+    await freshRedis()
     results.agent = await measureAgent(redis, Number(values['agent-seconds']))
   }
 } finally {

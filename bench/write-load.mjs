@@ -1,5 +1,5 @@
 // Part 3: N simulated agents beating once a second into one Redis for a while: achieved rate, backlog, Redis CPU.
-import { newStore, nodeId, randomCounts, redisCpuSeconds, seedNodes, fmt } from './lib.mjs'
+import { newStore, nodeId, percentile, randomCounts, redisCpuSeconds, seedNodes, fmt } from './lib.mjs'
 
 const SLOTS_PER_SECOND = 100 // beats are spread over the second as real agents' are
 
@@ -12,6 +12,7 @@ export async function measureWriteLoad({ server, admin }, agents, seconds = 10) 
   let completed = 0
   let failed = 0
   let maxInFlight = 0
+  const latencies = []
   const perSlot = agents / SLOTS_PER_SECOND
   const cpuBefore = await redisCpuSeconds(admin)
   const start = performance.now()
@@ -25,9 +26,13 @@ export async function measureWriteLoad({ server, admin }, agents, seconds = 10) 
     carry += perSlot
     for (; carry >= 1; carry--) {
       const n = issued++ % agents
+      const sentAt = performance.now()
       store
         .writeHeartbeat({ nodeId: nodeId(n), instanceId: `bench-${n}`, hostname: `host-${n}`, ip: '10.0.0.1', counts: randomCounts(), agentTimeMs: Date.now() })
-        .then(() => completed++, () => failed++)
+        .then(() => {
+          completed++
+          latencies.push(performance.now() - sentAt)
+        }, () => failed++)
       maxInFlight = Math.max(maxInFlight, issued - completed - failed)
     }
   }
@@ -38,7 +43,10 @@ export async function measureWriteLoad({ server, admin }, agents, seconds = 10) 
   const cpu = (await redisCpuSeconds(admin)) - cpuBefore
   const check = await store.recount()
   redis.disconnect()
+  latencies.sort((a, b) => a - b)
   const result = {
+    latencyP50: percentile(latencies, 50),
+    latencyP99: percentile(latencies, 99),
     agents,
     seconds,
     beatsPerSecond: completed / elapsed,
@@ -50,7 +58,7 @@ export async function measureWriteLoad({ server, admin }, agents, seconds = 10) 
   }
   console.log(
     `  ${agents} agents × 1 Hz for ${seconds} s: ${fmt(result.beatsPerSecond, 0)} beats/s achieved, ${failed} failed, ` +
-      `at most ${maxInFlight} in flight, last beat done ${fmt(drainMs, 0)} ms after the last was sent; ` +
+      `beat latency p50 ${fmt(result.latencyP50, 2)} ms p99 ${fmt(result.latencyP99, 2)} ms, at most ${maxInFlight} in flight, last beat done ${fmt(drainMs, 0)} ms after the last was sent; ` +
       `Redis CPU ${fmt(result.redisCpuOfOneCore * 100, 1)}% of one core; kept totals exact: ${result.exact}`,
   )
   return result
