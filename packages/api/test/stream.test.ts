@@ -198,6 +198,12 @@ t.test('credentials and bad queries', async (t) => {
     await until('the client removed', () => api.app.clusterFeed.subscriberCount === 0)
   })
 
+  t.test('HEAD is not a way to subscribe', async (t) => {
+    const res = await fetch(`${api.url}${STREAM}`, { method: 'HEAD', headers: auth })
+    t.equal(res.status, 404)
+    t.equal(api.app.clusterFeed.subscriberCount, 0)
+  })
+
   t.test('?nodes=maybe: 400', async (t) => {
     const res = await get(`${api.url}${STREAM}?nodes=maybe`, auth)
     t.equal(res.status, 400)

@@ -72,6 +72,8 @@ const dashboardStreamRoutes: FastifyPluginAsyncTypebox<StreamRoutesOptions> = as
         },
       },
       onRequest: fastify.verifyApiKey,
+      // A HEAD would subscribe a client that never reads.
+      exposeHeadRoute: false,
     },
     (request, reply) => {
       reply.hijack()
