@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { freePort } from '@tornado/shared/testing'
-import { heartbeatKey, parseRecord } from '@tornado/shared'
+import { HeartbeatStore } from '@tornado/shared'
 import { PREFIX, fmt, percentile } from './lib.mjs'
 
 const agentBin = fileURLToPath(new URL('../packages/agent/dist/bin.js', import.meta.url))
@@ -21,17 +21,17 @@ function processStats(pid) {
 export async function measureAgent({ server, admin }, seconds = 60) {
   await admin.flushall() // the private server the benchmark started
   const nodeId = 'bench-agent'
-  const recordKey = heartbeatKey({ prefix: PREFIX, shards: 1 }, nodeId)
-  await admin.config('SET', 'notify-keyspace-events', 'K$')
-  const subscriber = admin.duplicate()
+  // The time the beat script stamped on the node (Redis's clock), polled every 20 ms.
+  const store = new HeartbeatStore(admin, { prefix: PREFIX, shards: 1 }, 60_000)
   const seen = []
-  await subscriber.subscribe(`__keyspace@0__:${recordKey}`)
-  subscriber.on('message', () => {
-    admin.get(recordKey).then((text) => {
-      const record = text === null ? undefined : parseRecord(nodeId, text)
-      if (record && record.seenMs !== seen.at(-1)) seen.push(record.seenMs)
-    })
-  })
+  let polling = true
+  const poller = (async () => {
+    while (polling) {
+      const node = await store.readNode(nodeId)
+      if (node && node.lastSeenMs !== seen.at(-1)) seen.push(node.lastSeenMs)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  })()
 
   const agent = spawn(process.execPath, [agentBin], {
     env: {
@@ -58,7 +58,8 @@ export async function measureAgent({ server, admin }, seconds = 60) {
   const elapsed = (performance.now() - startedAt) / 1000
   agent.kill('SIGTERM')
   const [exitCode] = await once(agent, 'exit')
-  await subscriber.quit()
+  polling = false
+  await poller
 
   const periods = seen.slice(1).map((t, i) => t - seen[i]).filter((p) => p > 0)
   const sorted = [...periods].sort((a, b) => a - b)
