@@ -1,19 +1,22 @@
-import Fastify, { LogController, type FastifyError, type FastifyReply } from 'fastify'
+import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { JobCounts, MAX_JOB_COUNT } from '@tornado/shared'
+import { ErrorBody, JobCounts, MAX_JOB_COUNT } from '@tornado/shared'
 import type { Logger } from 'pino'
+import type { NodeCounts } from './node-counts.js'
+import { DEFAULT_WORKER, MAX_TTL_MS, MIN_TTL_MS } from './workers/worker-registry.js'
+import { refuseReport, registerWorkerRoutes } from './workers/worker-routes.js'
 
 export const BODY_LIMIT_BYTES = 1024
 
 export interface LocalServerOptions {
   logger: Logger
   nodeId: string
-  getCounts: () => JobCounts
-  /** Takes new counts from PUT /counts; the caller beats at once. */
-  setCounts: (counts: JobCounts) => void
-  /** When simulating, PUT /counts is refused. */
+  counts: NodeCounts
+  /** When simulating, reports are refused. */
   simulating: boolean
   redisUp: () => boolean
+  /** The last process scan's counts, or undefined when the agent does not watch processes. */
+  watchedCounts: () => JobCounts | undefined
 }
 
 const Health = Type.Object({
@@ -24,7 +27,7 @@ const Health = Type.Object({
 
 const EXAMPLE = '{"downloading":0,"muxing":0,"uploading":0}'
 
-/** The agent's local HTTP interface: the node's job runner reports its counts here. */
+/** The agent's local HTTP interface: the node's workers report their counts here. */
 export function buildLocalServer(options: LocalServerOptions) {
   const app = Fastify({
     loggerInstance: options.logger,
@@ -34,6 +37,9 @@ export function buildLocalServer(options: LocalServerOptions) {
       void (reply as FastifyReply).code(400).send({ error: err.code === 'FST_ERR_BAD_URL' ? 'the URL is malformed' : err.message })
     },
     bodyLimit: BODY_LIMIT_BYTES,
+    // A too-long worker id must reach its route and get a 400 saying so, not a 404 (the URL is bounded by the
+    // HTTP server's 16 KiB header limit anyway).
+    routerOptions: { maxParamLength: 16 * 1024 },
     // Fastify's defaults would turn "3" into 3 and silently drop unknown fields; a bad report must be refused.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
   })
@@ -43,7 +49,7 @@ export function buildLocalServer(options: LocalServerOptions) {
     void reply.code(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]}` })
   })
   app.setErrorHandler((err: FastifyError, request, reply) => {
-    const [status, message] = describeRequestError(err)
+    const [status, message] = describeRequestError(err, bodyFields(request))
     if (status >= 500) request.log.error({ err }, 'local HTTP request failed')
     void reply.code(status).send({ error: message })
   })
@@ -54,31 +60,44 @@ export function buildLocalServer(options: LocalServerOptions) {
     redis: options.redisUp() ? ('up' as const) : ('down' as const),
   }))
 
-  app.get('/counts', { schema: { response: { 200: JobCounts } } }, async () => options.getCounts())
+  app.get('/counts', { schema: { response: { 200: JobCounts } } }, async () => options.counts.total())
 
   app.put(
     '/counts',
-    {
-      schema: { body: JobCounts },
-      preValidation: async (_request, reply) => {
-        if (options.simulating) {
-          return reply.code(409).send({
-            error: 'this agent is simulating its workload (--simulate or TORNADO_SIMULATE=1), so it does not take PUT /counts',
-          })
-        }
-      },
-    },
+    { schema: { body: JobCounts }, preValidation: async (_request, reply) => refuseIfSimulating(options, reply, 'PUT /counts') },
     async (request, reply) => {
-      options.setCounts(request.body as JobCounts)
-      return reply.code(204).send()
+      const outcome = options.counts.report(DEFAULT_WORKER, request.body as JobCounts, undefined)
+      return outcome.ok ? reply.code(204).send() : refuseReport(reply, outcome)
     },
   )
+
+  app.get('/processes', { schema: { response: { 200: JobCounts, 404: ErrorBody } } }, async (_request, reply) => {
+    const watched = options.watchedCounts()
+    if (watched !== undefined) return watched
+    return reply.code(404).send({ error: 'this agent does not watch processes; start it with --watch-processes or TORNADO_WATCH_PROCESSES=1' })
+  })
+
+  registerWorkerRoutes(app, {
+    counts: options.counts,
+    refuseIfSimulating: (reply) => refuseIfSimulating(options, reply, 'worker reports'),
+  })
   return app
 }
 
+function refuseIfSimulating(options: LocalServerOptions, reply: FastifyReply, what: string) {
+  if (!options.simulating) return
+  return reply.code(409).send({ error: `this agent is simulating its workload (--simulate or TORNADO_SIMULATE=1), so it does not take ${what}` })
+}
+
+/** The fields the route's body schema knows, for the message about an unknown one. */
+function bodyFields(request: FastifyRequest): string[] {
+  const body = request.routeOptions.schema?.body as { properties?: Record<string, unknown> } | undefined
+  return Object.keys(body?.properties ?? {})
+}
+
 /** Status and message for a failed request; client mistakes are 400 with a message naming what is wrong. */
-export function describeRequestError(err: FastifyError): [number, string] {
-  if (err.validation && err.validation.length > 0) return [400, describeValidation(err.validation[0]!)]
+export function describeRequestError(err: FastifyError, fields: string[] = ['downloading', 'muxing', 'uploading']): [number, string] {
+  if (err.validation && err.validation.length > 0) return [400, describeValidation(err.validation[0]!, err.validationContext, fields)]
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return [400, `body is larger than ${BODY_LIMIT_BYTES} bytes; expected a JSON object like ${EXAMPLE}`]
@@ -101,13 +120,17 @@ interface ValidationIssue {
   message?: string
 }
 
-function describeValidation(issue: ValidationIssue): string {
+function describeValidation(issue: ValidationIssue, context: string | undefined, fields: string[]): string {
   const field = issue.instancePath.replace(/^\//, '').replace(/\//g, '.')
+  if (context === 'params') return 'the worker id must be 1 to 64 letters, digits, or . _ : -'
   if (issue.keyword === 'required') return `${String(issue.params.missingProperty)} is required`
   if (issue.keyword === 'additionalProperties') {
-    return `${String(issue.params.additionalProperty)} is not a known field; expected downloading, muxing and uploading`
+    const counts = 'downloading, muxing and uploading'
+    const expected = fields.includes('ttl_ms') ? `${counts}, and optionally ttl_ms` : counts
+    return `${String(issue.params.additionalProperty)} is not a known field; expected ${expected}`
   }
   if (field === '') return `body must be a JSON object like ${EXAMPLE}`
+  if (field === 'ttl_ms') return `ttl_ms must be an integer from ${MIN_TTL_MS} to ${MAX_TTL_MS} (milliseconds)`
   if (['type', 'minimum', 'maximum', 'multipleOf'].includes(issue.keyword)) {
     return `${field} must be an integer from 0 to ${MAX_JOB_COUNT}`
   }
