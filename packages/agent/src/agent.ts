@@ -1,12 +1,18 @@
 import { randomUUID } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
-import { HeartbeatStore, ZERO_COUNTS, createRedisClient, redactUrl, waitForReady, type JobCounts } from '@tornado/shared'
+import { performance } from 'node:perf_hooks'
+import { HeartbeatStore, createRedisClient, redactUrl, waitForReady, type JobCounts } from '@tornado/shared'
 import { pino, type Logger } from 'pino'
 import type { AgentConfig } from './config.js'
 import { HeartbeatLoop, describeError, type BeatWriter } from './heartbeat-loop.js'
 import { HostInfoSource, type HostInfo } from './host-info.js'
 import { buildLocalServer } from './local-server.js'
+import { NodeCounts } from './node-counts.js'
+import { ProcessMatcher } from './processes/process-rules.js'
+import { ProcessTable } from './processes/process-table.js'
+import { ProcessWatcher } from './processes/process-watcher.js'
 import { Simulator } from './simulator.js'
+import { WorkerRegistry } from './workers/worker-registry.js'
 
 /**
  * How long shutdown waits for Redis (a beat in flight, then the removal) before giving up; the node then leaves
@@ -24,6 +30,10 @@ export interface AgentDeps {
   wrapStore?: (store: HeartbeatStore) => BeatWriter
   /** The simulator's random source. */
   random?: () => number
+  /** Monotonic milliseconds, for worker leases. */
+  monotonicNow?: () => number
+  /** Replaces the process table scan when watching processes (tests). */
+  scanProcesses?: () => Promise<JobCounts>
 }
 
 export interface Agent {
@@ -32,7 +42,10 @@ export interface Agent {
   /** The local HTTP interface, e.g. http://127.0.0.1:7071. */
   url: string
   loop: HeartbeatLoop
+  /** The node's counts as the next heartbeat carries them: workers' reports plus watched processes. */
   counts(): JobCounts
+  /** undefined unless the agent watches processes. */
+  processWatcher: ProcessWatcher | undefined
   /** The one shutdown path: idempotent, bounded by SHUTDOWN_DEADLINE_MS. */
   stop(): Promise<void>
 }
@@ -59,6 +72,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       interval_ms: config.intervalMs,
       listen: `${config.listen.host}:${config.listen.port}`,
       simulate: config.simulate,
+      watch_processes: config.watchProcesses,
+      process_rules: config.watchProcesses ? (config.processRulesFile ?? 'built-in') : undefined,
     },
     'starting tornado agent',
   )
@@ -79,26 +94,27 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   await Promise.all([hostInfo.start(), waitForReady(redis, REDIS_READY_WAIT_MS)])
 
   const store = new HeartbeatStore(redis, config.layout, config.staleAfterMs)
-  let counts: JobCounts = { ...ZERO_COUNTS }
+  const counts = new NodeCounts({
+    workers: new WorkerRegistry(deps.monotonicNow ?? (() => performance.now())),
+    logger,
+    onChange: () => loop.beatNow(),
+  })
   const loop = new HeartbeatLoop({
     store: deps.wrapStore ? deps.wrapStore(store) : store,
     intervalMs: config.intervalMs,
     logger,
     describeFailure,
-    nextBeat: () => ({ nodeId, instanceId, ...hostInfo.current, counts, agentTimeMs: Math.max(0, Math.round(clock())) }),
+    nextBeat: () => ({ nodeId, instanceId, ...hostInfo.current, counts: counts.forBeat(), agentTimeMs: Math.max(0, Math.round(clock())) }),
   })
-  const setCounts = (next: JobCounts) => {
-    counts = next
-    loop.beatNow()
-  }
-  const simulator = config.simulate ? new Simulator({ onChange: setCounts, random: deps.random }) : undefined
+  const simulator = config.simulate ? new Simulator({ onChange: (next) => counts.setSimulated(next), random: deps.random }) : undefined
+  const processWatcher = config.watchProcesses ? watchProcesses(config, deps, logger, counts) : undefined
   const server = buildLocalServer({
     logger,
     nodeId,
-    getCounts: () => counts,
-    setCounts,
+    counts,
     simulating: simulator !== undefined,
     redisUp: () => loop.redisUp === true,
+    watchedCounts: () => processWatcher?.current,
   })
 
   try {
@@ -112,6 +128,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `http://${host}:${address.port}`
 
+  await processWatcher?.start()
   await loop.start()
   simulator?.start()
   logger.info({ event: 'started', node_id: nodeId, url, hostname: hostInfo.current.hostname, ip: hostInfo.current.ip }, 'agent started')
@@ -119,7 +136,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   let stopping: Promise<void> | undefined
   const shutdown = async () => {
     simulator?.stop()
-    await Promise.allSettled([loop.stop(), server.close()])
+    await Promise.allSettled([loop.stop(), server.close(), processWatcher?.stop()])
     const removed = await store.removeNode(nodeId, instanceId)
     logger.info({ event: 'removed', node_id: nodeId, removed }, removed ? 'node removed from the totals' : 'no record of this agent to remove')
   }
@@ -135,6 +152,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
         logger.warn({ event: 'remove_failed', reason }, `could not remove this node from the totals (${reason}); it leaves them after ${config.staleAfterMs} ms`)
       }
       simulator?.stop()
+      void processWatcher?.stop()
       hostInfo.stop()
       await quit(redis)
       logger.info({ event: 'stopped' }, 'agent stopped')
@@ -142,7 +160,18 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     return stopping
   }
 
-  return { nodeId, instanceId, url, loop, counts: () => counts, stop }
+  return { nodeId, instanceId, url, loop, counts: () => counts.total(), processWatcher, stop }
+}
+
+/** Scans processes once per heartbeat interval, off the beat path; a change of the counts beats at once. */
+function watchProcesses(config: AgentConfig, deps: AgentDeps, logger: Logger, counts: NodeCounts): ProcessWatcher {
+  const table = new ProcessTable(new ProcessMatcher(config.processRules))
+  return new ProcessWatcher({
+    scan: deps.scanProcesses ?? (() => table.scan()),
+    intervalMs: config.intervalMs,
+    onChange: (watched) => counts.setWatched(watched),
+    onError: (err) => logger.error({ event: 'process_scan_failed', err: describeError(err) }, 'cannot read the process table; keeping the last watched counts'),
+  })
 }
 
 async function quit(redis: ReturnType<typeof createRedisClient>): Promise<void> {

@@ -11,9 +11,12 @@ const HELP = `Usage: tornado-agent [options]
 Writes this worker node's heartbeat (what it is downloading, muxing and uploading) to Redis every
 HEARTBEAT_INTERVAL_MS, and takes the node's counts on a local HTTP interface:
   PUT /counts {"downloading":3,"muxing":1,"uploading":0}   GET /counts   GET /health
+  PUT /workers/<id>/counts {...,"ttl_ms":10000}   DELETE /workers/<id>   GET /workers   GET /processes
 
 Options:
   --simulate             simulate a workload instead of taking PUT /counts (same as TORNADO_SIMULATE=1)
+  --watch-processes      also count running processes by executable name: ffmpeg is muxing, curl downloading,
+                         rclone uploading and so on (same as TORNADO_WATCH_PROCESSES=1)
   -h, --help             show this help
   -v, --version          print the version
 
@@ -35,11 +38,12 @@ function fail(message: string): never {
 }
 
 async function main(): Promise<void> {
-  let flags: { simulate?: boolean; help?: boolean; version?: boolean }
+  let flags: { simulate?: boolean; 'watch-processes'?: boolean; help?: boolean; version?: boolean }
   try {
     flags = parseArgs({
       options: {
         simulate: { type: 'boolean' },
+        'watch-processes': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -54,7 +58,7 @@ async function main(): Promise<void> {
 
   let config
   try {
-    config = loadConfig(process.env, { hostname: hostname(), simulate: flags.simulate })
+    config = loadConfig(process.env, { hostname: hostname(), simulate: flags.simulate, watchProcesses: flags['watch-processes'] })
   } catch (err) {
     if (err instanceof ConfigError) fail(`configuration error: ${err.message}`)
     throw err

@@ -1,5 +1,6 @@
 import { Type, type Static } from 'typebox'
 import { ConfigError, NODE_ID_PATTERN, StoreEnv, parseHostPort, readEnv, type Env } from '@tornado/shared'
+import { DEFAULT_PROCESS_RULES, loadProcessRules, type ProcessRules } from './processes/process-rules.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
@@ -27,6 +28,15 @@ export const AgentEnv = Type.Object({
     default: '0',
     description: '1 or true: simulate a workload instead of taking PUT /counts (same as --simulate); 0 or false: off',
   }),
+  TORNADO_WATCH_PROCESSES: Type.Union([Type.Literal('0'), Type.Literal('1'), Type.Literal('false'), Type.Literal('true')], {
+    default: '0',
+    description: '1 or true: count running processes by executable name (same as --watch-processes); 0 or false: off',
+  }),
+  TORNADO_PROCESS_RULES: Type.Optional(
+    Type.String({
+      description: 'path of a JSON file replacing the default process rules, e.g. {"muxing":["ffmpeg"],"downloading":["curl"]}',
+    }),
+  ),
   LOG_LEVEL: Type.Union(
     LOG_LEVELS.map((level) => Type.Literal(level)),
     { default: 'info', description: `one of ${LOG_LEVELS.join(', ')}` },
@@ -42,12 +52,21 @@ export interface AgentConfig {
   intervalMs: number
   listen: { host: string; port: number }
   simulate: boolean
+  /** Count running processes by executable name with `processRules`. */
+  watchProcesses: boolean
+  processRules: ProcessRules
+  /** Where processRules came from; undefined: the built-in defaults. */
+  processRulesFile: string | undefined
   logLevel: LogLevel
 }
 
 export interface ConfigOverrides {
   /** `--simulate` on the command line. */
   simulate?: boolean
+  /** `--watch-processes` on the command line. */
+  watchProcesses?: boolean
+  /** Reads TORNADO_PROCESS_RULES; tests may replace it. */
+  readFile?: (path: string) => string
   /** Used for the default node id; the caller passes os.hostname(). */
   hostname: string
 }
@@ -61,6 +80,10 @@ export function loadConfig(env: Env, overrides: ConfigOverrides): AgentConfig {
   } catch (err) {
     throw new ConfigError(`AGENT_LISTEN=${JSON.stringify(vars.AGENT_LISTEN)} is invalid: ${(err as Error).message}`)
   }
+  const on = (value: string) => value === '1' || value === 'true'
+  const processRulesFile = vars.TORNADO_PROCESS_RULES
+  // Checked even when watching is off, so a bad file is found now rather than the day watching is turned on.
+  const processRules = processRulesFile === undefined ? DEFAULT_PROCESS_RULES : loadProcessRules(processRulesFile, overrides.readFile)
   return {
     redisUrl: vars.REDIS_URL,
     layout: { prefix: vars.TORNADO_PREFIX, shards: vars.TORNADO_SHARDS },
@@ -68,7 +91,10 @@ export function loadConfig(env: Env, overrides: ConfigOverrides): AgentConfig {
     nodeId: vars.TORNADO_NODE_ID ?? nodeIdFromHostname(overrides.hostname),
     intervalMs: vars.HEARTBEAT_INTERVAL_MS,
     listen,
-    simulate: overrides.simulate === true || vars.TORNADO_SIMULATE === '1' || vars.TORNADO_SIMULATE === 'true',
+    simulate: overrides.simulate === true || on(vars.TORNADO_SIMULATE),
+    watchProcesses: overrides.watchProcesses === true || on(vars.TORNADO_WATCH_PROCESSES),
+    processRules,
+    processRulesFile,
     logLevel: vars.LOG_LEVEL as LogLevel,
   }
 }
@@ -87,6 +113,6 @@ export function describeVariables(): string[] {
   return Object.entries(AgentEnv.properties).map(([name, schema]) => {
     const { default: fallback, description } = schema as { default?: unknown; description?: string }
     const shown = fallback === undefined ? '' : ` (default: ${String(fallback)})`
-    return `  ${name.padEnd(22)} ${description ?? ''}${shown}`
+    return `  ${name.padEnd(24)} ${description ?? ''}${shown}`
   })
 }

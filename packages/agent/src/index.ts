@@ -3,4 +3,14 @@ export { loadConfig, nodeIdFromHostname, describeVariables, AgentEnv, type Agent
 export { HeartbeatLoop, DUPLICATE_WARN_EVERY_MS, describeError, type BeatWriter, type HeartbeatLoopOptions } from './heartbeat-loop.js'
 export { HostInfoSource, pickAddress, isUsableAddress, quickHostInfo, readHostInfo, type HostInfo, type InterfaceEntry, type AddressSources } from './host-info.js'
 export { buildLocalServer, describeRequestError, BODY_LIMIT_BYTES, type LocalServerOptions } from './local-server.js'
+export { NodeCounts, type NodeCountsOptions } from './node-counts.js'
+export {
+  WorkerRegistry, isWorkerId, WORKER_ID_PATTERN, MAX_WORKERS, DEFAULT_WORKER, DEFAULT_TTL_MS, MIN_TTL_MS, MAX_TTL_MS,
+  type WorkerEntry, type ReportOutcome,
+} from './workers/worker-registry.js'
+export {
+  ProcessRules, DEFAULT_PROCESS_RULES, ProcessMatcher, loadProcessRules, describeRulesProblem, COMM_MAX_LENGTH,
+} from './processes/process-rules.js'
+export { ProcessTable, READS_PER_BATCH, RECHECK_EVERY, type ProcessTableOptions } from './processes/process-table.js'
+export { ProcessWatcher, type ProcessWatcherOptions } from './processes/process-watcher.js'
 export { Simulator, STAGE_SECONDS, STAGE_SLOTS, MAX_JOBS_ON_NODE, type SimulatorOptions, type SimulatorTimers } from './simulator.js'

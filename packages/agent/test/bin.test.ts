@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
@@ -54,17 +55,19 @@ function runBin(t: { teardown(fn: () => unknown): void }, args: string[], env: R
   return { child, stdout: () => out, stderr: () => err, exit }
 }
 
-t.test('--help, --version, a bad option and a bad variable', async (t) => {
+t.test('--help, --version, a bad option, a bad variable and a bad rules file', async (t) => {
   // Started together: each process pays for the TypeScript loader.
+  const rulesFile = join(t.testdir({ 'rules.json': '{"muxing":["ffmpeg"],"encoding":["x264"]}' }), 'rules.json')
   const help = runBin(t, ['--help'])
   const version = runBin(t, ['--version'])
   const badVariable = runBin(t, [], { HEARTBEAT_INTERVAL_MS: '50' })
   const badOption = runBin(t, ['--simulat'])
+  const badRules = runBin(t, ['--watch-processes'], { TORNADO_PROCESS_RULES: rulesFile })
 
   t.equal((await help.exit).code, 0)
-  for (const name of ['--simulate', '--help', '--version', ...Object.keys(AgentEnv.properties)]) t.match(help.stdout(), name)
-  t.match(help.stdout(), 'HEARTBEAT_INTERVAL_MS  milliseconds between heartbeats, an integer from 100 to 60000 (default: 1000)')
-  t.match(help.stdout(), 'AGENT_LISTEN           host:port of the local HTTP interface (PUT /counts), e.g. 127.0.0.1:7071 (default: 127.0.0.1:7071)')
+  for (const name of ['--simulate', '--watch-processes', '--help', '--version', ...Object.keys(AgentEnv.properties)]) t.match(help.stdout(), name)
+  t.match(help.stdout(), 'HEARTBEAT_INTERVAL_MS    milliseconds between heartbeats, an integer from 100 to 60000 (default: 1000)')
+  t.match(help.stdout(), 'AGENT_LISTEN             host:port of the local HTTP interface (PUT /counts), e.g. 127.0.0.1:7071 (default: 127.0.0.1:7071)')
 
   t.equal((await version.exit).code, 0)
   t.equal(version.stdout(), '0.1.0\n')
@@ -79,6 +82,13 @@ t.test('--help, --version, a bad option and a bad variable', async (t) => {
 
   t.equal((await badOption.exit).code, 1)
   t.match(badOption.stderr(), /^tornado-agent: Unknown option '--simulat'.*; see --help\n$/)
+
+  t.equal((await badRules.exit).code, 1)
+  t.equal(
+    badRules.stderr(),
+    `tornado-agent: configuration error: TORNADO_PROCESS_RULES=${JSON.stringify(rulesFile)} is invalid: "encoding" is not a stage; the stages are downloading, muxing, uploading\n`,
+  )
+  t.equal(badRules.stdout(), '')
 })
 
 t.test('a real agent process', async (t) => {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { ConfigError } from '@tornado/shared'
-import { describeVariables, loadConfig, nodeIdFromHostname } from '../src/index.js'
+import { DEFAULT_PROCESS_RULES, describeVariables, loadConfig, nodeIdFromHostname } from '../src/index.js'
 
 const load = (env: Record<string, string>, simulate?: boolean) => loadConfig(env, { hostname: 'worker-7.example.com', simulate })
 
@@ -13,6 +13,9 @@ t.test('defaults', async (t) => {
     intervalMs: 1000,
     listen: { host: '127.0.0.1', port: 7071 },
     simulate: false,
+    watchProcesses: false,
+    processRules: DEFAULT_PROCESS_RULES,
+    processRulesFile: undefined,
     logLevel: 'info',
   })
 })
@@ -28,6 +31,7 @@ t.test('every variable is read', async (t) => {
       HEARTBEAT_INTERVAL_MS: '250',
       AGENT_LISTEN: '0.0.0.0:9000',
       TORNADO_SIMULATE: 'true',
+      TORNADO_WATCH_PROCESSES: '1',
       LOG_LEVEL: 'debug',
     }),
     {
@@ -38,9 +42,14 @@ t.test('every variable is read', async (t) => {
       intervalMs: 250,
       listen: { host: '0.0.0.0', port: 9000 },
       simulate: true,
+      watchProcesses: true,
+      processRules: DEFAULT_PROCESS_RULES,
+      processRulesFile: undefined,
       logLevel: 'debug',
     },
   )
+  t.equal(load({ TORNADO_WATCH_PROCESSES: 'false' }).watchProcesses, false)
+  t.equal(loadConfig({}, { hostname: 'h', watchProcesses: true }).watchProcesses, true, '--watch-processes')
   t.equal(load({ TORNADO_SIMULATE: '1' }).simulate, true)
   t.equal(load({ TORNADO_SIMULATE: '0' }).simulate, false)
   t.equal(load({ TORNADO_SIMULATE: 'false' }).simulate, false)
@@ -55,6 +64,7 @@ t.test('a bad variable stops start-up with a message naming it', async (t) => {
     [{ HEARTBEAT_INTERVAL_MS: '1s' }, 'HEARTBEAT_INTERVAL_MS="1s" is invalid: milliseconds between heartbeats, an integer from 100 to 60000'],
     [{ AGENT_LISTEN: 'localhost' }, 'AGENT_LISTEN="localhost" is invalid: expected host:port, got "localhost"'],
     [{ AGENT_LISTEN: '127.0.0.1:70000' }, 'AGENT_LISTEN="127.0.0.1:70000" is invalid: expected host:port, got "127.0.0.1:70000"'],
+    [{ TORNADO_WATCH_PROCESSES: 'on' }, 'TORNADO_WATCH_PROCESSES="on" is invalid: 1 or true: count running processes by executable name (same as --watch-processes); 0 or false: off'],
     [{ TORNADO_SIMULATE: 'yes' }, 'TORNADO_SIMULATE="yes" is invalid: 1 or true: simulate a workload instead of taking PUT /counts (same as --simulate); 0 or false: off'],
     [{ TORNADO_NODE_ID: 'bad id' }, 'TORNADO_NODE_ID="bad id" is invalid: letters, digits and . _ : @ - (up to 128, starting with a letter or digit); default: the hostname'],
     [{ TORNADO_NODE_ID: '-x' }, 'TORNADO_NODE_ID="-x" is invalid: letters, digits and . _ : @ - (up to 128, starting with a letter or digit); default: the hostname'],
@@ -96,6 +106,8 @@ t.test('--help describes every variable with its default', async (t) => {
     'HEARTBEAT_INTERVAL_MS',
     'AGENT_LISTEN',
     'TORNADO_SIMULATE',
+    'TORNADO_WATCH_PROCESSES',
+    'TORNADO_PROCESS_RULES',
     'LOG_LEVEL',
   ])
   t.match(lines[5], /\(default: 1000\)$/)

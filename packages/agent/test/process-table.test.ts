@@ -1,0 +1,104 @@
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { DEFAULT_PROCESS_RULES, ProcessMatcher, ProcessTable, RECHECK_EVERY } from '../src/index.js'
+
+/** A fake procfs: one folder per pid with stat, cmdline and exe as the kernel shows them. */
+function fakeProc(root: string) {
+  const add = (pid: number, comm: string, options: { state?: string; argv?: string[]; exe?: string } = {}) => {
+    const dir = join(root, String(pid))
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(join(dir, 'stat'), `${pid} (${comm}) ${options.state ?? 'S'} 1 ${pid} ${pid} 0 -1 4194560 120 0 0 0 0 0 0 0 20 0 1 0 5000 0 0\n`)
+    writeFileSync(join(dir, 'cmdline'), options.argv ? options.argv.join('\0') + '\0' : '')
+    if (options.exe) symlinkSync(options.exe, join(dir, 'exe'))
+  }
+  const remove = (pid: number) => rmSync(join(root, String(pid)), { recursive: true })
+  return { add, remove }
+}
+
+const counts = (downloading: number, muxing: number, uploading: number) => ({ downloading, muxing, uploading })
+const noYield = async () => {}
+
+t.test('names, states, cut names and scripts', async (t) => {
+  const root = t.testdir({ self: {}, 'thread-self': {}, sys: {}, uptime: '1 1\n' })
+  const proc = fakeProc(root)
+  proc.add(1, 'systemd', { argv: ['/sbin/init'] })
+  proc.add(2, 'kthreadd')
+  proc.add(100, 'ffmpeg', { argv: ['ffmpeg', '-i', 'in.mkv', 'out.mp4'] })
+  proc.add(101, 'ffmpeg', { state: 'R' })
+  proc.add(102, 'ffmpeg', { state: 'Z' }) // exited, not yet reaped: not running
+  proc.add(103, 'curl')
+  proc.add(104, 'rclone', { state: 'D' })
+  proc.add(105, 'aws')
+  proc.add(106, 'ffmpeg (x)') // comm holds a space and parentheses: not ffmpeg
+  proc.add(107, 'python3', { argv: ['/usr/bin/python3', '-u', '/usr/local/bin/yt-dlp', 'https://example.com/v'] })
+  proc.add(108, 'python3', { argv: ['python3', '-m', 'http.server'] })
+  proc.add(109, 'node', { argv: ['node', 'worker.js'] })
+  const table = new ProcessTable(new ProcessMatcher(DEFAULT_PROCESS_RULES), { procRoot: root, yieldToLoop: noYield })
+  t.same(await table.scan(), counts(2, 2, 2))
+  t.equal(table.lastReads, 12, 'every process read on the first scan')
+
+  await t.test('a name longer than 15 characters, cut in comm, is found in argv[0] or else exe', async (t) => {
+    const rules = { muxing: ['tornado-test-ffmpeg'], uploading: ['short-upload'] }
+    const tree = t.testdir()
+    const fake = fakeProc(tree)
+    fake.add(10, 'tornado-test-ff', { argv: ['/opt/tools/tornado-test-ffmpeg', '-i', 'x'] })
+    fake.add(11, 'tornado-test-ff', { argv: ['renamed-by-parent'], exe: '/opt/tools/tornado-test-ffmpeg' })
+    fake.add(12, 'tornado-test-ff', { argv: ['renamed'], exe: '/opt/tools/tornado-test-ffmpeg (deleted)' })
+    fake.add(13, 'tornado-test-ff', { argv: ['tornado-test-ffprobe'], exe: '/opt/tools/tornado-test-ffprobe' })
+    fake.add(14, 'short-upload')
+    const table = new ProcessTable(new ProcessMatcher(rules), { procRoot: tree, yieldToLoop: noYield })
+    t.same(await table.scan(), counts(0, 3, 1), 'by argv[0], by exe, by exe of a replaced binary; a different long name is not it')
+  })
+})
+
+t.test('processes come, go, and change name by exec', async (t) => {
+  const root = t.testdir()
+  const proc = fakeProc(root)
+  const OLD = 64 // unmatched processes that have been there all along
+  for (let pid = 1000; pid < 1000 + OLD; pid++) proc.add(pid, 'sshd')
+  const table = new ProcessTable(new ProcessMatcher(DEFAULT_PROCESS_RULES), { procRoot: root, yieldToLoop: noYield })
+  t.same(await table.scan(), counts(0, 0, 0))
+  t.same(await table.scan(), counts(0, 0, 0))
+  t.equal(table.lastReads, OLD, 'young processes are read on each of their first two scans')
+
+  await table.scan()
+  t.equal(table.lastReads, OLD / RECHECK_EVERY, `then one scan in ${RECHECK_EVERY} reads each`)
+
+  proc.add(50, 'ffmpeg')
+  proc.add(51, 'node') // about to exec ffmpeg: a fork caught before its exec
+  t.same(await table.scan(), counts(0, 1, 0), 'a new process counts on the next scan')
+  proc.remove(51)
+  proc.add(51, 'ffmpeg')
+  t.same(await table.scan(), counts(0, 2, 0), 'an exec soon after the fork counts on the next scan')
+
+  proc.remove(50)
+  t.same(await table.scan(), counts(0, 1, 0), 'an ended process leaves on the next scan')
+  proc.remove(51)
+  proc.add(51, 'ffmpeg', { state: 'Z' })
+  t.same(await table.scan(), counts(0, 0, 0), 'a counted process that turned zombie leaves on the next scan')
+
+  // A long-lived process that execs ffmpeg later (a wrapper script ending in `exec ffmpeg`).
+  proc.remove(1003)
+  proc.add(1003, 'ffmpeg')
+  const scansUntilSeen: number[] = []
+  for (let scan = 1; scan <= RECHECK_EVERY; scan++) {
+    if ((await table.scan()).muxing === 1) scansUntilSeen.push(scan)
+  }
+  t.ok(scansUntilSeen.length > 0 && scansUntilSeen[0]! <= RECHECK_EVERY, `seen after ${scansUntilSeen[0]} scans`)
+  t.same(scansUntilSeen, Array.from({ length: RECHECK_EVERY - scansUntilSeen[0]! + 1 }, (_, i) => scansUntilSeen[0]! + i), 'and from then on')
+})
+
+t.test('reads go in batches with the event loop free between them', async (t) => {
+  const root = t.testdir()
+  const proc = fakeProc(root)
+  for (let pid = 1; pid <= 10; pid++) proc.add(pid, 'bash')
+  let yields = 0
+  const table = new ProcessTable(new ProcessMatcher(DEFAULT_PROCESS_RULES), {
+    procRoot: root,
+    readsPerBatch: 3,
+    yieldToLoop: async () => void yields++,
+  })
+  await table.scan()
+  t.equal(yields, 3, '10 reads in batches of 3: three pauses')
+})
