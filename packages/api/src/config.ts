@@ -26,6 +26,12 @@ export const ApiEnv = Type.Object({
     maximum: 3_600_000,
     description: 'milliseconds: a node whose last heartbeat is younger is shown online, older ones stale; 100 to 3600000, at most STALE_AFTER_MS (the default yields to it)',
   }),
+  AUTH_FAILURE_LIMIT: Type.Integer({
+    default: 20,
+    minimum: 1,
+    maximum: 100_000,
+    description: 'failed authentications one client address may make per minute before it gets 429s, 1 to 100000',
+  }),
   PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535, description: 'a TCP port from 0 to 65535 (0: any free port)' }),
   HOST: Type.String({ default: '0.0.0.0', minLength: 1, description: 'the address to listen on, e.g. 0.0.0.0 or 127.0.0.1' }),
   LOG_LEVEL: Type.Union(
@@ -45,6 +51,8 @@ export interface ApiConfig {
   onlineWithinMs: number
   /** SHA-256 digests of the accepted keys: the keys themselves are not kept, so no log or dump can show them. */
   apiKeyDigests: Buffer[]
+  /** Failed authentications per client address per minute before 429s. */
+  authFailureLimit: number
   port: number
   host: string
   logLevel: LogLevel
@@ -75,6 +83,7 @@ export function loadApiConfig(env: Env): ApiConfig {
     totalsCacheMs: vars.TOTALS_CACHE_MS,
     onlineWithinMs: Math.min(vars.ONLINE_WITHIN_MS, vars.STALE_AFTER_MS),
     apiKeyDigests: [...keys].map(sha256),
+    authFailureLimit: vars.AUTH_FAILURE_LIMIT,
     port: vars.PORT,
     host: vars.HOST,
     logLevel: vars.LOG_LEVEL,
@@ -91,6 +100,7 @@ export function describeConfig(config: ApiConfig) {
     totalsCacheMs: config.totalsCacheMs,
     onlineWithinMs: config.onlineWithinMs,
     apiKeys: config.apiKeyDigests.length,
+    authFailureLimit: config.authFailureLimit,
     host: config.host,
     port: config.port,
     logLevel: config.logLevel,

@@ -1,0 +1,1 @@
+export { createReporter, type Reporter, type ReporterOptions, type ReporterLogger, type Stage, type StageCounts } from './reporter.js'
