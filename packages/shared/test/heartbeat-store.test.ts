@@ -1,7 +1,6 @@
 import t from 'tap'
 import { HeartbeatStore, shardKeys, heartbeatKey, type NodeHeartbeat, type JobCounts } from '../src/index.js'
-import { createRedisClient, waitForReady } from '../src/index.js'
-import { RedisServer } from '../src/testing/index.js'
+import { privateRedis } from './helper.js'
 
 const layout = { prefix: 'tornado', shards: 1 }
 const keys = shardKeys(layout, 0)
@@ -16,16 +15,7 @@ const beat = (nodeId: string, counts: JobCounts, instanceId = `i-${nodeId}`): No
 })
 
 t.test('heartbeat store on a real redis-server', async (t) => {
-  const server = await RedisServer.start()
-  const redis = createRedisClient(server.url)
-  const raw = server.client()
-  t.teardown(async () => {
-    redis.disconnect()
-    raw.disconnect()
-    await server.stop()
-  })
-  await raw.ping()
-  t.equal(await waitForReady(redis, 5000), true)
+  const { redis, raw } = await privateRedis(t)
   const store = new HeartbeatStore(redis, layout, 30_000)
 
   t.beforeEach(async () => {

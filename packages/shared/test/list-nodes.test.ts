@@ -1,8 +1,6 @@
 import t from 'tap'
-import type { Redis } from 'ioredis'
 import { HeartbeatStore, heartbeatKey, shardKeys, type JobCounts, type NodeHeartbeat } from '../src/index.js'
-import { createRedisClient, waitForReady } from '../src/index.js'
-import { RedisServer } from '../src/testing/index.js'
+import { privateRedis, redisNowMs } from './helper.js'
 
 const beat = (nodeId: string, counts: JobCounts): NodeHeartbeat => ({
   nodeId,
@@ -13,21 +11,9 @@ const beat = (nodeId: string, counts: JobCounts): NodeHeartbeat => ({
   agentTimeMs: Date.now(),
 })
 
-async function redisNowMs(raw: Redis): Promise<number> {
-  const [seconds, micros] = await raw.time()
-  return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
-}
 
 t.test('HeartbeatStore.listNodes on a real redis-server', async (t) => {
-  const server = await RedisServer.start()
-  const redis = createRedisClient(server.url)
-  const raw = server.client()
-  t.teardown(async () => {
-    redis.disconnect()
-    raw.disconnect()
-    await server.stop()
-  })
-  t.equal(await waitForReady(redis, 5000), true)
+  const { redis, raw } = await privateRedis(t)
 
   t.beforeEach(async () => {
     await raw.flushall() // the private server this test started

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { createRedisClient, HeartbeatStore, shardKeys, waitForReady, type JobCounts } from '../src/index.js'
-import { RedisServer } from '../src/testing/index.js'
+import { HeartbeatStore, shardKeys, waitForReady, type JobCounts } from '../src/index.js'
+import { privateRedis } from './helper.js'
 
 // Randomized check of the kept totals: after every operation they equal both our model and a full recount.
 // Rerun a failure with TORNADO_FUZZ_SEED=<seed printed below>.
@@ -19,15 +19,7 @@ function mulberry32(state: number) {
 
 for (const shards of [1, 3]) {
   t.test(`kept totals equal a recount after every step (seed ${seed}, ${shards} shard(s))`, async (t) => {
-    const server = await RedisServer.start()
-    const redis = createRedisClient(server.url)
-    const raw = server.client()
-    t.teardown(async () => {
-      redis.disconnect()
-      raw.disconnect()
-      await server.stop()
-    })
-    t.equal(await waitForReady(redis, 5000), true)
+    const { server, redis, raw } = await privateRedis(t)
     const layout = { prefix: 'fuzz', shards }
     const store = new HeartbeatStore(redis, layout, 30_000)
     const random = mulberry32(seed + shards)
