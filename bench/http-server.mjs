@@ -1,16 +1,15 @@
 // One HTTP server for the benchmark, in its own process so autocannon never shares its event loop.
 // node bench/http-server.mjs <ceiling|app|naive> <port> <redisUrl> <apiKey>
-//   ceiling: a bare Fastify route behind the same auth hook, returning a constant body: the most HTTP can do here
-//   app:     our GET /dashboard/cluster, built by buildApp, coalescing off
+// All three are the real API (buildApp: same plugins, same auth hook) and differ only in the route measured:
+//   ceiling: a route returning a constant body: the most HTTP can do here
+//   app:     our GET /dashboard/cluster, with no reuse of results (TOTALS_CACHE_MS=0)
 //   naive:   the usual per-request read of every node's record (the node set, then a pipelined read of each record:
 //            GET, since a record is one string; HGETALL where it is a hash), summed in Node
-import { fastify } from 'fastify'
-import fastifySensible from '@fastify/sensible'
-import fastifyCookie from '@fastify/cookie'
-import { authPlugin, buildApp, errorsPlugin, loadApiConfig } from '@tornado/api'
-import { ClusterTotals, ErrorBody, createRedisClient, parseRecord, shardKeys } from '@tornado/shared'
+import { buildApp, loadApiConfig } from '@tornado/api'
+import { ClusterTotals, ErrorBody, createRedisClient, parseRecord, shardKeys, waitForReady } from '@tornado/shared'
 import { BENCH_STALE_AFTER_MS, PREFIX } from './lib.mjs'
 
+const BENCH_PATH = '/bench/cluster'
 const [mode, port, redisUrl, apiKey] = process.argv.slice(2)
 const config = loadApiConfig({
   REDIS_URL: redisUrl,
@@ -20,31 +19,17 @@ const config = loadApiConfig({
   STALE_AFTER_MS: String(BENCH_STALE_AFTER_MS),
   LOG_LEVEL: 'warn',
 })
+const app = await buildApp({ config })
+const schema = { response: { 200: ClusterTotals, 401: ErrorBody } }
 
-async function bareApp(handler) {
-  const app = fastify({ logger: { level: 'warn' } })
-  await app.register(fastifySensible)
-  await app.register(fastifyCookie) // the auth hook also accepts the dashboard's session cookie
-  await app.register(errorsPlugin)
-  await app.register(authPlugin, { apiKeyDigests: config.apiKeyDigests })
-  app.get(
-    '/dashboard/cluster',
-    { onRequest: app.verifyApiKey, schema: { response: { 200: ClusterTotals, 401: ErrorBody } } },
-    handler,
-  )
-  return app
-}
-
-let app
-if (mode === 'app') {
-  app = await buildApp({ config })
-} else if (mode === 'ceiling') {
+if (mode === 'ceiling') {
   const body = { total_downloading: 45, total_muxing: 12, total_uploading: 8 }
-  app = await bareApp(async () => body)
+  app.get(BENCH_PATH, { onRequest: app.verifyApiKey, schema }, async () => body)
 } else if (mode === 'naive') {
   const redis = createRedisClient(redisUrl, { commandTimeout: 60_000 })
+  await waitForReady(redis, 5000)
   const keys = shardKeys({ prefix: PREFIX, shards: 1 }, 0)
-  app = await bareApp(async () => {
+  app.get(BENCH_PATH, { onRequest: app.verifyApiKey, schema }, async () => {
     const [seconds] = await redis.time()
     const ids = await redis.zrangebyscore(keys.nodes, Number(seconds) * 1000 - config.staleAfterMs, '+inf')
     const pipeline = redis.pipeline()
@@ -60,7 +45,7 @@ if (mode === 'app') {
     })
     return totals
   })
-} else {
+} else if (mode !== 'app') {
   throw new Error(`unknown mode ${mode}`)
 }
 await app.listen({ port: Number(port), host: '127.0.0.1' })
