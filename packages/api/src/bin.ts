@@ -11,6 +11,7 @@ function usage(): string {
   })
   return [
     'Usage: tornado-api [--help] [--version]',
+    '       tornado-api keys create --name NAME | keys list | keys revoke ID   (see tornado-api keys --help)',
     '',
     'Serves GET /dashboard/cluster (the job totals over every live worker node, x-api-key required), GET /dashboard/nodes,',
     'the event stream GET /dashboard/cluster/stream, the dashboard page at /, its OpenAPI docs at /swagger and GET /health.',
@@ -24,6 +25,18 @@ function version(): string {
   // package.json sits one level above both src/ and dist/.
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
   return pkg.version
+}
+
+if (process.argv[2] === 'keys') {
+  const { runKeysCommand, KEYS_USAGE } = await import('./keys-cli.js')
+  const rest = process.argv.slice(3)
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(KEYS_USAGE)
+    process.exit(0)
+  }
+  process.exit(
+    await runKeysCommand(rest, process.env, { out: (text) => process.stdout.write(text), err: (text) => process.stderr.write(text) }),
+  )
 }
 
 let args

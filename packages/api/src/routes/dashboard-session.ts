@@ -1,7 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { sha256 } from '../config.js'
 import { KeyRequired, SessionBody } from '../route-schemas.js'
 import { createSessionToken, SESSION_COOKIE, SESSION_TTL_MS } from '../session.js'
 
@@ -34,8 +33,8 @@ const dashboardSessionRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       onRequest: fastify.verifyApiKey,
     },
     async (request, reply) => {
-      // verifyApiKey accepted the header: a single, configured key.
-      const keyDigest = sha256(request.headers['x-api-key'] as string)
+      // verifyApiKey accepted the header (a cookie cannot reach a POST) and noted its key's digest.
+      const keyDigest = request.apiKeyDigest!
       const token = createSessionToken(keyDigest, Date.now() + SESSION_TTL_MS)
       reply.setCookie(SESSION_COOKIE, token, { ...cookieOptions(request), maxAge: SESSION_TTL_MS / 1000 })
       return { expires_in_ms: SESSION_TTL_MS }

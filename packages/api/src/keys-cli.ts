@@ -1,0 +1,85 @@
+import { parseArgs } from 'node:util'
+import { Type } from 'typebox'
+import { ConfigError, createRedisClient, readEnv, redactUrl, StoreEnv, waitForReady, type Env } from '@tornado/shared'
+import { ApiKeyStore } from './api-keys.js'
+
+/** What `tornado-api keys` reads: where the keys live, nothing else (no TORNADO_API_KEYS needed to manage keys). */
+export const KeysEnv = Type.Object({ REDIS_URL: StoreEnv.REDIS_URL, TORNADO_PREFIX: StoreEnv.TORNADO_PREFIX })
+
+export const KEYS_USAGE = [
+  'Usage: tornado-api keys create --name NAME   prints a new API key once (store it: it is not kept)',
+  '       tornado-api keys list                 ids, names and creation times (never keys)',
+  '       tornado-api keys revoke ID            every API process refuses the key within a second',
+  'Uses REDIS_URL and TORNADO_PREFIX like the API.',
+  '',
+].join('\n')
+
+export interface KeysIo {
+  out: (text: string) => void
+  err: (text: string) => void
+}
+
+/** `tornado-api keys ...`: returns the exit code. Runs in-process so tests can call it. */
+export async function runKeysCommand(argv: string[], env: Env, io: KeysIo): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({ args: argv, options: { name: { type: 'string' } }, allowPositionals: true, strict: true })
+  } catch (err) {
+    io.err(`tornado-api keys: ${(err as Error).message}\n\n${KEYS_USAGE}`)
+    return 2
+  }
+  const [action, ...rest] = parsed.positionals
+  const usageError = (message: string) => {
+    io.err(`tornado-api keys: ${message}\n\n${KEYS_USAGE}`)
+    return 2
+  }
+  if (action === 'create' && (parsed.values.name === undefined || rest.length > 0)) return usageError('create takes --name NAME')
+  if (action === 'list' && (rest.length > 0 || parsed.values.name !== undefined)) return usageError('list takes no arguments')
+  if (action === 'revoke' && (rest.length !== 1 || parsed.values.name !== undefined)) return usageError('revoke takes one key ID')
+  if (action !== 'create' && action !== 'list' && action !== 'revoke') return usageError(`unknown action ${JSON.stringify(action ?? '')}`)
+
+  let vars
+  try {
+    vars = readEnv(KeysEnv, env)
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    io.err(`tornado-api keys: ${err.message}\n`)
+    return 1
+  }
+  const redis = createRedisClient(vars.REDIS_URL, { connectionName: 'tornado-api-keys' })
+  redis.on('error', () => {}) // reported below, once
+  try {
+    if (!(await waitForReady(redis, 3_000))) {
+      io.err(`tornado-api keys: Redis at ${redactUrl(vars.REDIS_URL)} is unavailable\n`)
+      return 1
+    }
+    const store = new ApiKeyStore(redis, vars.TORNADO_PREFIX)
+    if (action === 'create') {
+      let created
+      try {
+        created = await store.create(parsed.values.name!)
+      } catch (err) {
+        if (err instanceof RangeError) return usageError(err.message)
+        throw err
+      }
+      io.out(`${created.key}\n`)
+      io.err(`Created key ${created.id} (${created.name}). This is the only time the key is shown: store it now.\n`)
+    } else if (action === 'list') {
+      const keys = await store.list()
+      io.out(`${'ID'.padEnd(16)}  ${'CREATED'.padEnd(24)}  NAME\n`)
+      for (const key of keys) io.out(`${key.id}  ${new Date(key.createdAtMs).toISOString().padEnd(24)}  ${key.name}\n`)
+    } else {
+      if (!(await store.revoke(rest[0]!))) {
+        io.err(`tornado-api keys: no key with id ${JSON.stringify(rest[0])}\n`)
+        return 1
+      }
+      io.out(`Revoked key ${rest[0]}\n`)
+    }
+    return 0
+  } catch (err) {
+    io.err(`tornado-api keys: ${(err as Error).message}\n`)
+    return 1
+  } finally {
+    redis.disconnect()
+  }
+}
