@@ -1,16 +1,22 @@
 #!/usr/bin/env node
 // `npm run demo`: a whole local cluster on this machine. Redis (REDIS_URL, or a private redis-server on a free
 // port), the API with a generated key, and three agents simulating work. Ctrl-C stops everything it started.
+// `npm run demo -- --real`: the agents watch processes instead, and real FFmpeg muxing jobs run on this machine.
 import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { findFfmpeg, prepareNodes, runJobs } from './demo-ffmpeg-jobs.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const AGENT_COUNT = 3
+const REAL = process.argv.includes('--real')
 const children = []
+/** --real: the FFmpeg job runners, one per node, and their folder. */
+const jobRunners = []
+let realNodes
 let stopping = false
 
 async function freePort() {
@@ -54,7 +60,8 @@ function start(name, command, args, env) {
 async function stopAll(exitCode) {
   if (stopping) return
   stopping = true
-  console.log('\nstopping: agents first (they take their nodes out of the totals), then the API, then Redis')
+  console.log(`\nstopping: ${REAL ? 'the FFmpeg jobs, then ' : ''}agents (they take their nodes out of the totals), then the API, then Redis`)
+  await Promise.all(jobRunners.map((runner) => runner.stop()))
   const stopGroup = async (filter) => {
     const group = children.filter(({ name }) => filter(name)).map(({ child }) => child)
     await Promise.all(
@@ -70,6 +77,7 @@ async function stopAll(exitCode) {
   await stopGroup((name) => name.startsWith('node-'))
   await stopGroup((name) => name === 'api')
   await stopGroup((name) => name === 'redis')
+  realNodes?.remove()
   process.exit(exitCode)
 }
 
@@ -86,9 +94,25 @@ async function waitForHealth(url) {
   throw new Error(`the API did not answer at ${url}/health within 15 s`)
 }
 
+/** --real needs ffmpeg; without it, say what to install before starting anything. */
+function checkReal() {
+  if (!REAL) return undefined
+  const ffmpeg = findFfmpeg()
+  if (ffmpeg) return ffmpeg
+  console.error(
+    'npm run demo -- --real runs real FFmpeg muxing jobs on this machine, and there is no ffmpeg on PATH.\n' +
+      'Install it (Debian/Ubuntu: sudo apt-get install ffmpeg; macOS: brew install ffmpeg),\n' +
+      'or run the simulated cluster: npm run demo',
+  )
+  process.exit(1)
+}
+
 async function main() {
+  const ffmpeg = checkReal()
   process.on('SIGINT', () => void stopAll(0))
   process.on('SIGTERM', () => void stopAll(0))
+  // Whatever happens, no FFmpeg job outlives the demo.
+  process.on('exit', () => jobRunners.forEach((runner) => runner.killAll()))
 
   let redisUrl = process.env.REDIS_URL
   if (!redisUrl) {
@@ -116,18 +140,28 @@ async function main() {
     PORT: String(apiPort),
     HOST: '127.0.0.1',
   })
-  for (let i = 1; i <= AGENT_COUNT; i++) {
-    start(`node-${i}`, process.execPath, ['packages/agent/dist/bin.js', '--simulate'], {
+  const nodeIds = Array.from({ length: AGENT_COUNT }, (_, i) => `demo-node-${i + 1}`)
+  realNodes = ffmpeg ? prepareNodes(ffmpeg, nodeIds) : undefined
+  for (const [i, nodeId] of nodeIds.entries()) {
+    const real = realNodes?.nodes[i]
+    start(`node-${i + 1}`, process.execPath, ['packages/agent/dist/bin.js', real ? '--watch-processes' : '--simulate'], {
       ...common,
-      TORNADO_NODE_ID: `demo-node-${i}`,
+      TORNADO_NODE_ID: nodeId,
       AGENT_LISTEN: `127.0.0.1:${await freePort()}`,
+      ...(real ? { TORNADO_PROCESS_RULES: real.rulesFile } : {}),
     })
   }
 
   const apiUrl = `http://127.0.0.1:${apiPort}`
   await waitForHealth(apiUrl)
+  for (const node of realNodes?.nodes ?? []) {
+    jobRunners.push(runJobs(node, realNodes.dir, (line) => console.log(`[${node.nodeId}] ${line}`)))
+  }
+  const agents = realNodes
+    ? `${AGENT_COUNT} agents watching processes, each counting its own node's real FFmpeg jobs (${realNodes.nodes.map((node) => node.name).join(', ')}: ffmpeg under a name per node, since all three share this machine; a real node counts every ffmpeg)`
+    : `${AGENT_COUNT} simulating agents`
   console.log(`
-Tornado demo cluster is up: Redis ${process.env.REDIS_URL ? '(from REDIS_URL)' : 'private, on a free port'}, API, ${AGENT_COUNT} simulating agents.
+Tornado demo cluster is up: Redis ${process.env.REDIS_URL ? '(from REDIS_URL)' : 'private, on a free port'}, API, ${agents}.
   API        ${apiUrl}
   API key    ${apiKey}
   Totals     curl -s ${apiUrl}/dashboard/cluster -H "x-api-key: ${apiKey}"
