@@ -6,13 +6,16 @@ import type { ApiConfig, LogLevel } from './config.js'
 import authPlugin from './plugins/auth.js'
 import docsPlugin from './plugins/docs.js'
 import errorsPlugin, { clientErrorHandler, frameworkErrors } from './plugins/errors.js'
+import metricsPlugin from './plugins/metrics.js'
 import redisPlugin from './plugins/redis.js'
 import dashboardClusterRoutes from './routes/dashboard-cluster.js'
 import dashboardNodesRoutes from './routes/dashboard-nodes.js'
 import dashboardSessionRoutes from './routes/dashboard-session.js'
 import dashboardStreamRoutes from './routes/dashboard-stream.js'
 import healthRoutes from './routes/health.js'
+import metricsRoutes from './routes/metrics.js'
 import pageRoutes from './routes/page.js'
+import readyRoutes from './routes/ready.js'
 
 export interface BuildAppOptions {
   config: ApiConfig
@@ -49,6 +52,7 @@ export async function buildApp({ config, logger, streamIntervalMs }: BuildAppOpt
   }
   const app = fastify(options).withTypeProvider<TypeBoxTypeProvider>()
 
+  await app.register(metricsPlugin) // first: its hook counts every route, and the Redis plugin times reads through it
   await app.register(fastifySensible)
   await app.register(errorsPlugin)
   await app.register(redisPlugin, { url: config.redisUrl, layout: config.layout, staleAfterMs: config.staleAfterMs, totalsCacheMs: config.totalsCacheMs })
@@ -56,6 +60,8 @@ export async function buildApp({ config, logger, streamIntervalMs }: BuildAppOpt
   await app.register(authPlugin, { apiKeyDigests: config.apiKeyDigests, keyPrefix: config.layout.prefix, failureLimit: config.authFailureLimit })
   await app.register(docsPlugin) // before the routes: it collects their schemas as they are added
   await app.register(healthRoutes)
+  await app.register(readyRoutes)
+  if (config.metricsEnabled) await app.register(metricsRoutes)
   await app.register(dashboardClusterRoutes)
   await app.register(dashboardNodesRoutes, { onlineWithinMs: config.onlineWithinMs })
   await app.register(dashboardStreamRoutes, { onlineWithinMs: config.onlineWithinMs, ...(streamIntervalMs ? { intervalMs: streamIntervalMs } : {}) })

@@ -34,6 +34,10 @@ export const ApiEnv = Type.Object({
   }),
   PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535, description: 'a TCP port from 0 to 65535 (0: any free port)' }),
   HOST: Type.String({ default: '0.0.0.0', minLength: 1, description: 'the address to listen on, e.g. 0.0.0.0 or 127.0.0.1' }),
+  METRICS_ENABLED: Type.Boolean({
+    default: true,
+    description: 'serve GET /metrics (Prometheus text, no API key needed): 1/true/on or 0/false/off',
+  }),
   LOG_LEVEL: Type.Union(
     LOG_LEVELS.map((level) => Type.Literal(level)),
     { default: 'info', description: `one of ${LOG_LEVELS.join(', ')}` },
@@ -56,6 +60,8 @@ export interface ApiConfig {
   port: number
   host: string
   logLevel: LogLevel
+  /** Whether GET /metrics is served (the counting goes on regardless: it is cheap). */
+  metricsEnabled: boolean
 }
 
 export const sha256 = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest()
@@ -87,6 +93,7 @@ export function loadApiConfig(env: Env): ApiConfig {
     port: vars.PORT,
     host: vars.HOST,
     logLevel: vars.LOG_LEVEL,
+    metricsEnabled: vars.METRICS_ENABLED,
   }
 }
 
@@ -103,5 +110,6 @@ export function describeConfig(config: ApiConfig) {
     host: config.host,
     port: config.port,
     logLevel: config.logLevel,
+    metricsEnabled: config.metricsEnabled,
   }
 }

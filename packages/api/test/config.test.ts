@@ -28,6 +28,7 @@ t.test('defaults', async (t) => {
     port: 3000,
     host: '0.0.0.0',
     logLevel: 'info',
+    metricsEnabled: true,
   })
 })
 
@@ -44,6 +45,7 @@ t.test('every variable set', async (t) => {
     PORT: '8080',
     HOST: '127.0.0.1',
     LOG_LEVEL: 'warn',
+    METRICS_ENABLED: 'off',
     UNRELATED: 'ignored',
   })
   t.same(config, {
@@ -57,6 +59,7 @@ t.test('every variable set', async (t) => {
     port: 8080,
     host: '127.0.0.1',
     logLevel: 'warn',
+    metricsEnabled: false,
   })
 })
 
@@ -80,6 +83,7 @@ t.test('describeConfig: the Redis password redacted, keys only counted', async (
     host: '0.0.0.0',
     port: 3000,
     logLevel: 'info',
+    metricsEnabled: true,
   })
   t.notOk(JSON.stringify(described).includes('hunter2'))
   t.notOk(JSON.stringify(described).includes('sk_x'))
@@ -91,6 +95,10 @@ t.test('errors name the variable', async (t) => {
   t.equal(
     configError({ TORNADO_API_KEYS: ' , ,' }),
     'TORNADO_API_KEYS=(value hidden) is invalid: comma-separated API keys accepted in the x-api-key header (at least one)',
+  )
+  t.equal(
+    configError({ ...base, METRICS_ENABLED: 'maybe' }),
+    'METRICS_ENABLED="maybe" is invalid: serve GET /metrics (Prometheus text, no API key needed): 1/true/on or 0/false/off',
   )
   t.equal(configError({ ...base, PORT: 'abc' }), 'PORT="abc" is invalid: a TCP port from 0 to 65535 (0: any free port)')
   t.equal(configError({ ...base, PORT: '70000' }), 'PORT="70000" is invalid: a TCP port from 0 to 65535 (0: any free port)')

@@ -22,6 +22,7 @@ t.test('OpenAPI document and Swagger UI, all served locally', async (t) => {
       Object.fromEntries(Object.entries(doc.paths).map(([path, methods]) => [path, Object.keys(methods).sort()])),
       {
         '/health': ['get'],
+        '/ready': ['get'],
         '/dashboard/cluster': ['get'],
         '/dashboard/nodes': ['get'],
         '/dashboard/cluster/stream': ['get'],

@@ -9,7 +9,7 @@ import { get, heartbeat, totals } from './helper.js'
 const API_KEY = 'sk_process_test_5f8c1e2a9b'
 const SECOND_KEY = 'sk_process_test_second_77'
 const REDIS_PASSWORD = 'pr0cess-redis-pw'
-const OUR_VARIABLES = /^(REDIS_URL|TORNADO_.*|STALE_AFTER_MS|PORT|HOST|LOG_LEVEL)$/
+const OUR_VARIABLES = /^(REDIS_URL|TORNADO_.*|STALE_AFTER_MS|PORT|HOST|LOG_LEVEL|METRICS_ENABLED)$/
 
 interface RunningApi {
   child: ChildProcess
@@ -81,6 +81,7 @@ t.test('--help lists every variable with its default', async (t) => {
     /PORT +default 3000\n/,
     /HOST +default 0\.0\.0\.0\n/,
     /LOG_LEVEL +default info\n/,
+    /METRICS_ENABLED +default true\n/,
   ]) {
     t.match(text, line)
   }
@@ -168,6 +169,7 @@ t.test('a real process: serves over HTTP, stops on SIGTERM with exit 0, never lo
     host: '127.0.0.1',
     port: 0,
     logLevel: 'info',
+    metricsEnabled: true,
   })
   t.ok(entries.some((entry) => entry.msg === 'stopped'), 'logs that it stopped')
 })

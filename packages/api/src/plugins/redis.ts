@@ -43,6 +43,11 @@ export class RedisAvailability {
     this.available = true
   }
 
+  /** Whether Redis answered last time anyone asked (false before it first did). */
+  get isAvailable(): boolean {
+    return this.available === true
+  }
+
   markDown(reason: string): void {
     if (this.available === false || this.closing) return
     this.available = false
@@ -70,6 +75,7 @@ async function redisPlugin(fastify: FastifyInstance, options: RedisPluginOptions
   // Connection errors repeat on every reconnect attempt; the transition is what matters.
   redis.on('error', (err: Error) => {
     log.debug({ reason: err.message }, 'Redis connection error')
+    fastify.metrics.redisErrors.inc({ source: 'connection' })
     availability.markDown(err.message)
   })
   redis.on('close', () => availability.markDown('connection closed'))
@@ -78,8 +84,10 @@ async function redisPlugin(fastify: FastifyInstance, options: RedisPluginOptions
   fastify.decorate('redis', redis)
   const store = new HeartbeatStore(redis, options.layout, options.staleAfterMs)
   fastify.decorate('store', store)
-  fastify.decorate('readClusterSnapshot', coalesce(() => store.readTotals(), options.totalsCacheMs))
-  fastify.decorate('readNodeSnapshot', coalesce(() => store.listNodes(), options.totalsCacheMs))
+  // Timed inside the coalescing: the histogram sees each Redis read once, however many requests shared it.
+  const { metrics } = fastify
+  fastify.decorate('readClusterSnapshot', coalesce(() => metrics.timeStoreRead('totals', () => store.readTotals()), options.totalsCacheMs))
+  fastify.decorate('readNodeSnapshot', coalesce(() => metrics.timeStoreRead('nodes', () => store.listNodes()), options.totalsCacheMs))
   fastify.decorate('redisAvailability', availability)
 
   fastify.addHook('onClose', async () => {
@@ -99,4 +107,4 @@ async function redisPlugin(fastify: FastifyInstance, options: RedisPluginOptions
   }
 }
 
-export default fastifyPlugin(redisPlugin, { name: 'tornado-redis', fastify: '5.x' })
+export default fastifyPlugin(redisPlugin, { name: 'tornado-redis', fastify: '5.x', dependencies: ['tornado-metrics'] })
