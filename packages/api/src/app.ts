@@ -55,7 +55,7 @@ export async function buildApp({ config, logger, streamIntervalMs }: BuildAppOpt
   await app.register(metricsPlugin) // first: its hook counts every route, and the Redis plugin times reads through it
   await app.register(fastifySensible)
   await app.register(errorsPlugin)
-  await app.register(redisPlugin, { url: config.redisUrl, layout: config.layout, staleAfterMs: config.staleAfterMs, totalsCacheMs: config.totalsCacheMs })
+  await app.register(redisPlugin, { url: config.redisUrl, clusterNodes: config.redisClusterNodes, layout: config.layout, staleAfterMs: config.staleAfterMs, totalsCacheMs: config.totalsCacheMs })
   await app.register(fastifyCookie)
   await app.register(authPlugin, { apiKeyDigests: config.apiKeyDigests, keyPrefix: config.layout.prefix, failureLimit: config.authFailureLimit })
   await app.register(docsPlugin) // before the routes: it collects their schemas as they are added

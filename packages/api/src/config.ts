@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { Type, type Static } from 'typebox'
-import { ConfigError, readEnv, redactUrl, StoreEnv, type Env, type StoreLayout } from '@tornado/shared'
+import { ConfigError, parseClusterNodes, readEnv, redactUrl, RedisClusterEnv, StoreEnv, type Env, type StoreLayout } from '@tornado/shared'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
@@ -8,6 +8,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number]
 /** Every variable the API reads: the property names are the variable names. */
 export const ApiEnv = Type.Object({
   ...StoreEnv,
+  ...RedisClusterEnv,
   TORNADO_API_KEYS: Type.String({
     // At least one entry that is not empty once trimmed.
     pattern: '[^,\\s]',
@@ -47,6 +48,8 @@ export type ApiEnv = Static<typeof ApiEnv>
 
 export interface ApiConfig {
   redisUrl: string
+  /** REDIS_CLUSTER_NODES: set, the API uses Redis Cluster through these seed nodes. */
+  redisClusterNodes?: { host: string; port: number }[]
   layout: StoreLayout
   staleAfterMs: number
   /** How long one read of the totals may be reused; concurrent requests share one read in any case. */
@@ -84,6 +87,7 @@ export function loadApiConfig(env: Env): ApiConfig {
   const keys = new Set(vars.TORNADO_API_KEYS.split(',').map((key) => key.trim()).filter((key) => key !== ''))
   return {
     redisUrl: vars.REDIS_URL,
+    ...(vars.REDIS_CLUSTER_NODES ? { redisClusterNodes: parseClusterNodes(vars.REDIS_CLUSTER_NODES) } : {}),
     layout: { prefix: vars.TORNADO_PREFIX, shards: vars.TORNADO_SHARDS },
     staleAfterMs: vars.STALE_AFTER_MS,
     totalsCacheMs: vars.TOTALS_CACHE_MS,

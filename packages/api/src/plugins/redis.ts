@@ -1,18 +1,19 @@
 import { fastifyPlugin } from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
-import type { Redis } from 'ioredis'
 import {
-  createRedisClient,
+  createRedisConnection,
   HeartbeatStore,
   waitForReady,
   type ClusterSnapshot,
   type NodeListSnapshot,
+  type RedisClient,
   type StoreLayout,
 } from '@tornado/shared'
 import { coalesce } from '../coalesce.js'
 
 export interface RedisPluginOptions {
   url: string
+  clusterNodes?: { host: string; port: number }[] | undefined
   layout: StoreLayout
   staleAfterMs: number
   totalsCacheMs: number
@@ -58,7 +59,7 @@ export class RedisAvailability {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    redis: Redis
+    redis: RedisClient
     store: HeartbeatStore
     /** The store's totals, coalesced: every dashboard polls each second, Redis need not answer each one. */
     readClusterSnapshot: () => Promise<ClusterSnapshot>
@@ -71,7 +72,7 @@ declare module 'fastify' {
 async function redisPlugin(fastify: FastifyInstance, options: RedisPluginOptions) {
   const log = fastify.log.child({ component: 'redis' })
   const availability = new RedisAvailability(log)
-  const redis = createRedisClient(options.url)
+  const redis = createRedisConnection({ url: options.url, ...(options.clusterNodes ? { clusterNodes: options.clusterNodes } : {}) })
   // Connection errors repeat on every reconnect attempt; the transition is what matters.
   redis.on('error', (err: Error) => {
     log.debug({ reason: err.message }, 'Redis connection error')
@@ -81,7 +82,8 @@ async function redisPlugin(fastify: FastifyInstance, options: RedisPluginOptions
   redis.on('close', () => availability.markDown('connection closed'))
   redis.on('ready', () => availability.markUp())
 
-  fastify.decorate('redis', redis)
+  // decorate's conditional type splits the Redis | Cluster union and then accepts neither half: the value is right.
+  fastify.decorate('redis', redis as never)
   const store = new HeartbeatStore(redis, options.layout, options.staleAfterMs)
   fastify.decorate('store', store)
   // Timed inside the coalescing: the histogram sees each Redis read once, however many requests shared it.
