@@ -1,4 +1,6 @@
-import { Redis, type RedisOptions } from 'ioredis'
+import { Cluster, Redis, type RedisOptions } from 'ioredis'
+import { Type } from 'typebox'
+import { ConfigError, parseHostPort } from './config.js'
 
 /** How long any Redis command may take before it fails: a paused or unreachable Redis never hangs a caller. */
 export const REDIS_COMMAND_TIMEOUT_MS = 1_000
@@ -8,15 +10,64 @@ export const REDIS_COMMAND_TIMEOUT_MS = 1_000
  * (no offline queue, no per-command retries: the agent's next beat and the dashboard's next poll are the retry),
  * and reconnects back off to at most 500 ms, so a returning Redis is used again within about a second.
  */
+const FAIL_FAST: RedisOptions = {
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 0,
+  commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+  connectTimeout: REDIS_COMMAND_TIMEOUT_MS,
+  autoResendUnfulfilledCommands: false,
+}
+const backoff = (attempt: number) => Math.min(50 * 2 ** attempt, 500) * (0.75 + Math.random() * 0.5)
+
 export function createRedisClient(url: string, options: RedisOptions = {}): Redis {
-  return new Redis(url, {
+  return new Redis(url, { ...FAIL_FAST, retryStrategy: backoff, ...options })
+}
+
+/** REDIS_CLUSTER_NODES, for a process's env schema: set, it selects Redis Cluster (REDIS_URL then gives only credentials and TLS). */
+export const RedisClusterEnv = {
+  REDIS_CLUSTER_NODES: Type.Optional(
+    Type.String({
+      pattern: '^[^,\\s]+:\\d{1,5}(,[^,\\s]+:\\d{1,5})*$',
+      description: 'Redis Cluster seed nodes, comma-separated host:port (unset: a single Redis at REDIS_URL)',
+    }),
+  ),
+}
+
+export interface RedisConnectionConfig {
+  /** redis:// or rediss:// URL: the server itself, or with clusterNodes only its user, password and TLS. */
+  url: string
+  /** Seed nodes of a Redis Cluster; absent or empty: a single Redis (or a Sentinel-less primary) at url. */
+  clusterNodes?: { host: string; port: number }[]
+}
+
+export function parseClusterNodes(text: string): { host: string; port: number }[] {
+  const nodes = text.split(',').map((entry) => parseHostPort(entry.trim()))
+  if (nodes.length === 0) throw new ConfigError('REDIS_CLUSTER_NODES: expected host:port,host:port,...')
+  return nodes
+}
+
+/**
+ * The client both processes use: a single Redis, or ioredis's Cluster client when cluster nodes are given, with the
+ * same fail-fast behaviour either way. Every store key carries a hash tag, so each script runs in one slot.
+ */
+export function createRedisConnection(config: RedisConnectionConfig, options: RedisOptions = {}): Redis | Cluster {
+  if (!config.clusterNodes || config.clusterNodes.length === 0) return createRedisClient(config.url, options)
+  const url = new URL(config.url)
+  const credentials: RedisOptions = {
+    ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+    ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+    ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
+  }
+  return new Cluster(config.clusterNodes, {
     enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
-    connectTimeout: REDIS_COMMAND_TIMEOUT_MS,
-    autoResendUnfulfilledCommands: false,
-    retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 500) * (0.75 + Math.random() * 0.5),
-    ...options,
+    enableReadyCheck: true,
+    clusterRetryStrategy: backoff,
+    // A moved slot or a failover is followed at once, but never queued for long: callers retry on their next tick.
+    retryDelayOnFailover: 100,
+    retryDelayOnClusterDown: 100,
+    maxRedirections: 4,
+    slotsRefreshTimeout: REDIS_COMMAND_TIMEOUT_MS,
+    redisOptions: { ...FAIL_FAST, ...credentials, ...options },
   })
 }
 
