@@ -82,6 +82,7 @@ t.test('--help lists every variable with its default', async (t) => {
     /HOST +default 0\.0\.0\.0\n/,
     /LOG_LEVEL +default info\n/,
     /METRICS_ENABLED +default true\n/,
+    /GET \/ready \(200 only while Redis answers\) and GET \/metrics \(Prometheus; no key; METRICS_ENABLED=0: off\)/,
   ]) {
     t.match(text, line)
   }
