@@ -89,3 +89,12 @@ export async function nextNamed(client: EventStreamClient, name: string, timeout
   }
   throw new Error(`no ${name} event among the next ${limit}`)
 }
+
+/** Skips events until one named `name` carries `data`: for streams that may still show an older state first. */
+export async function nextWithData(client: EventStreamClient, name: string, data: string, timeoutMs = 5_000, limit = 40): Promise<ServerSentEvent> {
+  for (let i = 0; i < limit; i++) {
+    const event = await client.next(timeoutMs)
+    if (event.event === name && event.data === data) return event
+  }
+  throw new Error(`no ${name} event with ${data} among the next ${limit}`)
+}
