@@ -58,7 +58,8 @@ t.test('GET /dashboard/nodes on a real redis-server', async (t) => {
   })
 
   t.test('status boundaries on the Redis clock: online under 5 s, stale from 5 s, gone after 30 s', async (t) => {
-    const ids = { 'a-fresh': 0, 'b-4.8s': 4_800, 'c-5s': 5_000, 'd-29.5s': 29_500, 'e-30.001s': 30_001 }
+    // Margins of a second below each boundary: a loaded CI machine may take hundreds of ms between set-up and read.
+    const ids = { 'a-fresh': 0, 'b-4s': 4_000, 'c-5s': 5_000, 'd-29s': 29_000, 'e-30.001s': 30_001 }
     for (const [id, age] of Object.entries(ids)) {
       await api.agentStore.writeHeartbeat(heartbeat(id, { downloading: 1, muxing: 0, uploading: 0 }))
       if (age > 0) await setHeartbeatAge(api, id, age)
@@ -67,10 +68,10 @@ t.test('GET /dashboard/nodes on a real redis-server', async (t) => {
     t.equal(res.status, 200)
     const { ages, rest } = splitAges(res.body)
     t.same(rest, {
-      nodes: [row('a-fresh', 1, 0, 0, 'online'), row('b-4.8s', 1, 0, 0, 'online'), row('c-5s', 1, 0, 0, 'stale'), row('d-29.5s', 1, 0, 0, 'stale')],
+      nodes: [row('a-fresh', 1, 0, 0, 'online'), row('b-4s', 1, 0, 0, 'online'), row('c-5s', 1, 0, 0, 'stale'), row('d-29s', 1, 0, 0, 'stale')],
     })
-    t.ok(ages['c-5s']! >= 5_000 && ages['c-5s']! < 5_200, `c seen ${ages['c-5s']} ms ago`)
-    t.ok(ages['d-29.5s']! >= 29_500 && ages['d-29.5s']! < 29_700, `d seen ${ages['d-29.5s']} ms ago`)
+    t.ok(ages['c-5s']! >= 5_000 && ages['c-5s']! < 6_000, `c seen ${ages['c-5s']} ms ago`)
+    t.ok(ages['d-29s']! >= 29_000 && ages['d-29s']! < 30_000, `d seen ${ages['d-29s']} ms ago`)
     t.equal(await api.raw.exists(heartbeatKey(api.config.layout, 'e-30.001s')), 0, 'the gone node is pruned')
   })
 
