@@ -164,6 +164,8 @@ async function main() {
 Tornado demo cluster is up: Redis ${process.env.REDIS_URL ? '(from REDIS_URL)' : 'private, on a free port'}, API, ${agents}.
   API        ${apiUrl}
   API key    ${apiKey}
+  Dashboard  ${apiUrl}/  (paste the API key)
+  API docs   ${apiUrl}/swagger
   Totals     curl -s ${apiUrl}/dashboard/cluster -H "x-api-key: ${apiKey}"
 Ctrl-C stops every process the demo started.
 `)
