@@ -3,12 +3,12 @@ import { basename } from 'node:path'
 import { ZERO_COUNTS, type JobCounts, type Stage } from '@tornado/shared'
 import type { ProcessMatcher } from './process-rules.js'
 
-/** Processes read per batch before yielding to the event loop: ~13 µs a read keeps each batch under a millisecond. */
+/** Processes read per batch before yielding to the event loop: at 11-13 µs a read, a batch takes about a millisecond. */
 export const READS_PER_BATCH = 64
 /**
  * A process older than two scans is read again every RECHECK_EVERY scans. Its name can only change by exec, which
  * almost always follows its fork within milliseconds (and young processes are read every scan), so re-reading
- * every process every second would cost five to ten times more for nothing. See BENCHMARKS.md.
+ * every process every second would cost about five times more for nothing. See BENCHMARKS.md.
  */
 export const RECHECK_EVERY = 8
 const YOUNG_SCANS = 2
@@ -31,8 +31,8 @@ export interface ProcessTableOptions {
 /**
  * Counts running processes by executable name, reading /proc directly. Each scan lists /proc, reads
  * /proc/<pid>/stat of every new, young, counted or due-for-recheck process (name and state in one read), and reuses
- * the last answer for the rest. Reads are synchronous in small batches: through the thread pool they cost five to
- * ten times more CPU (measured in BENCHMARKS.md), and a batch blocks the loop for well under a millisecond.
+ * the last answer for the rest. Reads are synchronous in small batches: through the thread pool (fs.promises) they
+ * cost three to five times more CPU (BENCHMARKS.md), and a batch holds the event loop for about a millisecond.
  */
 export class ProcessTable {
   /** Reads done by the last scan, for the benchmark and tests. */
