@@ -21,10 +21,6 @@ export class NodeCounts {
 
   constructor(private readonly options: NodeCountsOptions) {}
 
-  get workers(): WorkerRegistry {
-    return this.options.workers
-  }
-
   /** The node's counts: each stage summed over every source, held at MAX_JOB_COUNT, which a heartbeat may carry. */
   total(): JobCounts {
     const workers = this.options.workers.sum()

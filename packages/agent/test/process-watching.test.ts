@@ -3,7 +3,9 @@ import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { ConfigError } from '@tornado/shared'
-import { DEFAULT_PROCESS_RULES, ProcessMatcher, ProcessTable, RECHECK_EVERY, loadConfig } from '../src/index.js'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { JobCounts } from '@tornado/shared'
+import { DEFAULT_PROCESS_RULES, ProcessMatcher, ProcessTable, ProcessWatcher, RECHECK_EVERY, loadConfig } from '../src/index.js'
 
 const load = (env: Record<string, string>) => loadConfig(env, { hostname: 'node-1' })
 
@@ -179,4 +181,29 @@ t.test('reads go in batches with the event loop free between them', async (t) =>
   })
   await table.scan()
   t.equal(yields, 3, '10 reads in batches of 3: three pauses')
+})
+
+t.test('the watcher: a change is announced, an unreadable process table is reported once per run of failures', async (t) => {
+  const outcomes: (JobCounts | Error)[] = [counts(0, 1, 0), counts(0, 1, 0), new Error('EACCES'), new Error('EACCES'), counts(0, 2, 0)]
+  const changes: JobCounts[] = []
+  const errors: unknown[] = []
+  const watcher = new ProcessWatcher({
+    scan: async () => {
+      const next = outcomes.shift() ?? counts(0, 2, 0)
+      if (next instanceof Error) throw next
+      return next
+    },
+    intervalMs: 10,
+    onChange: (watched) => changes.push(watched),
+    onError: (err) => errors.push(err),
+  })
+  await watcher.start()
+  t.same(watcher.current, counts(0, 1, 0), 'the first scan is in before start() resolves')
+  await sleep(200)
+  await watcher.stop()
+  t.same(changes, [counts(0, 1, 0), counts(0, 2, 0)], 'announced on change only; failed scans keep the last counts')
+  t.same(errors.map((err) => (err as Error).message), ['EACCES'], 'one report for two failures in a row')
+  const scans = watcher.scans
+  await sleep(50)
+  t.equal(watcher.scans, scans, 'no scan after stop()')
 })

@@ -7,6 +7,9 @@ import t, { type Test } from 'tap'
 import { DEFAULT_PROCESS_RULES, ProcessMatcher, ProcessTable } from '../src/index.js'
 import { getJson, inspect, onEarlyExit, startRedis, startTestAgent, totals, waitFor, ZERO_TOTALS } from './fixtures/harness.js'
 
+// The two tests use disjoint names (a rules file of unique names, and the defaults), so they may run at once.
+t.jobs = 2
+
 const SLEEP = '/bin/sleep'
 const RUN_SECONDS = 3
 const WITHIN_MS = 2000

@@ -34,10 +34,6 @@ export class WorkerRegistry {
 
   constructor(private readonly now: () => number) {}
 
-  get size(): number {
-    return this.workers.size
-  }
-
   sum(): JobCounts {
     return { ...this.sums }
   }
