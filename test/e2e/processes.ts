@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { builtBin, childEnv } from '@tornado/shared/testing'
 import type { Test } from 'tap'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
@@ -12,12 +14,11 @@ export interface Running {
   exited: Promise<number | null>
 }
 
-/** Runs a package's bin from its TypeScript source, as tap runs the tests (its loader comes in execArgv). */
+/** Runs a package's built bin (dist/bin.js) as users run it, with only the given variables of ours set. */
 export function startProcess(t: Test, bin: 'api' | 'agent', env: Record<string, string>, args: string[] = []): Running {
-  const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !OUR_VARIABLES.test(name)))
-  const child = spawn(process.execPath, [...process.execArgv, `packages/${bin}/src/bin.ts`, ...args], {
+  const child = spawn(process.execPath, [builtBin(join(root, 'packages', bin)), ...args], {
     cwd: root,
-    env: { ...inherited, ...env },
+    env: { ...childEnv(process.env, (name) => OUR_VARIABLES.test(name)), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let output = ''

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { freePort } from '@tornado/shared/testing'
+import { builtBin, childEnv, freePort } from '@tornado/shared/testing'
 import { AgentEnv } from '../src/index.js'
 import { HeartbeatStore, heartbeatKey } from '@tornado/shared'
 import { inspect, layout, onEarlyExit, putCounts, totals, waitFor, ZERO_TOTALS, startRedis } from './fixtures/harness.js'
@@ -18,18 +18,13 @@ interface Run {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; afterMs: number }>
 }
 
-/** The test's environment (tap's loader settings, e.g. TS_NODE_TRANSPILE_ONLY) without any agent variable. */
-function inheritedEnv(): Record<string, string | undefined> {
-  const env = { ...process.env }
-  for (const name of Object.keys(AgentEnv.properties)) delete env[name]
-  return env
-}
+const agentVariables = new Set(Object.keys(AgentEnv.properties))
 
-/** Runs src/bin.ts the way tap runs this file (its TypeScript loader and --conditions come along in execArgv). */
+/** Runs the built bin (dist/bin.js) with none of the test's agent variables, only those given. */
 function runBin(t: { teardown(fn: () => unknown): void }, args: string[], env: Record<string, string> = {}): Run {
-  const child = spawn(process.execPath, [...process.execArgv, 'src/bin.ts', ...args], {
+  const child = spawn(process.execPath, [builtBin(packageRoot), ...args], {
     cwd: packageRoot,
-    env: { ...inheritedEnv(), ...env },
+    env: { ...childEnv(process.env, (name) => agentVariables.has(name)), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let out = ''
@@ -56,7 +51,7 @@ function runBin(t: { teardown(fn: () => unknown): void }, args: string[], env: R
 }
 
 t.test('--help, --version, a bad option, a bad variable and a bad rules file', async (t) => {
-  // Started together: each process pays for the TypeScript loader.
+  // Started together: five processes at once take little longer than one.
   const rulesFile = join(t.testdir({ 'rules.json': '{"muxing":["ffmpeg"],"encoding":["x264"]}' }), 'rules.json')
   const help = runBin(t, ['--help'])
   const version = runBin(t, ['--version'])

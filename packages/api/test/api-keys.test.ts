@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import { builtBin } from '@tornado/shared/testing'
 import t from 'tap'
 import { apiKeyRedisKeys, GENERATED_KEY_FORMAT } from '../src/api-keys.js'
 import { runKeysCommand } from '../src/keys-cli.js'
@@ -123,7 +125,7 @@ t.test('Redis down: env keys work, a key shaped like a Redis key gets 503, other
 
 t.test('tornado-api keys as a process', async (t) => {
   const api = await startTestApi(t)
-  const child = spawn(process.execPath, [...process.execArgv, 'src/bin.ts', 'keys', 'create', '--name', 'spawned'], {
+  const child = spawn(process.execPath, [builtBin(fileURLToPath(new URL('..', import.meta.url))), 'keys', 'create', '--name', 'spawned'], {
     env: { PATH: process.env.PATH, REDIS_URL: api.redisServer.url },
     stdio: ['ignore', 'pipe', 'pipe'],
   })

@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { createRedisClient, HeartbeatStore, waitForReady } from '@tornado/shared'
-import { RedisServer } from '@tornado/shared/testing'
+import { builtBin, childEnv, RedisServer } from '@tornado/shared/testing'
 import { get, heartbeat, totals } from './helper.js'
 
 const API_KEY = 'sk_process_test_5f8c1e2a9b'
@@ -17,11 +18,12 @@ interface RunningApi {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; elapsedMs: number }>
 }
 
-/** Runs src/bin.ts in a child node with tap's loader (execArgv), with only the given variables of ours set. */
+const packageRoot = fileURLToPath(new URL('..', import.meta.url))
+
+/** Runs the built bin (dist/bin.js), with only the given variables of ours set. */
 function spawnApi(t: Test, env: Record<string, string>, args: string[] = []): RunningApi {
-  const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !OUR_VARIABLES.test(name)))
-  const child = spawn(process.execPath, [...process.execArgv, 'src/bin.ts', ...args], {
-    env: { ...inherited, ...env },
+  const child = spawn(process.execPath, [builtBin(packageRoot), ...args], {
+    env: { ...childEnv(process.env, (name) => OUR_VARIABLES.test(name)), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let output = ''
