@@ -1,4 +1,4 @@
-import { fastify, type FastifyServerOptions } from 'fastify'
+import { fastify, LogController, type FastifyServerOptions } from 'fastify'
 import fastifyCookie from '@fastify/cookie'
 import fastifySensible from '@fastify/sensible'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -8,6 +8,7 @@ import docsPlugin from './plugins/docs.js'
 import errorsPlugin, { clientErrorHandler, frameworkErrors } from './plugins/errors.js'
 import metricsPlugin from './plugins/metrics.js'
 import redisPlugin from './plugins/redis.js'
+import requestLogPlugin from './plugins/request-log.js'
 import dashboardClusterRoutes from './routes/dashboard-cluster.js'
 import dashboardNodesRoutes from './routes/dashboard-nodes.js'
 import dashboardSessionRoutes from './routes/dashboard-session.js'
@@ -43,8 +44,11 @@ export async function buildApp({ config, logger, streamIntervalMs }: BuildAppOpt
     logger: {
       level: logger?.level ?? config.logLevel,
       redact: REDACTED_PATHS,
+      // ISO times, as the agent writes them: one format across the fleet's logs.
+      timestamp: () => `,"time":"${new Date().toISOString()}"`,
       ...(logger?.stream ? { stream: logger.stream } : {}),
     },
+    logController: new LogController({ disableRequestLogging: true }), // requestLogPlugin writes one line instead
     clientErrorHandler,
     frameworkErrors,
     // A dashboard polls every second over keep-alive connections; closing must not wait for them to idle out.
@@ -53,6 +57,7 @@ export async function buildApp({ config, logger, streamIntervalMs }: BuildAppOpt
   const app = fastify(options).withTypeProvider<TypeBoxTypeProvider>()
 
   await app.register(metricsPlugin) // first: its hook counts every route, and the Redis plugin times reads through it
+  await app.register(requestLogPlugin)
   await app.register(fastifySensible)
   await app.register(errorsPlugin)
   await app.register(redisPlugin, { url: config.redisUrl, clusterNodes: config.redisClusterNodes, layout: config.layout, staleAfterMs: config.staleAfterMs, totalsCacheMs: config.totalsCacheMs })

@@ -9,10 +9,8 @@ import { join, resolve } from 'node:path'
  */
 export function builtBin(packageDir: string): string {
   const bin = join(packageDir, 'dist', 'bin.js')
-  const sources = [join(packageDir, 'src'), resolve(packageDir, '..', 'shared', 'src')]
-  const builtAt = Math.min(buildTime(packageDir), buildTime(resolve(packageDir, '..', 'shared')))
-  const newest = Math.max(...sources.map(newestMtime))
-  if (!existsSync(bin) || newest > builtAt) {
+  const stale = [packageDir, resolve(packageDir, '..', 'shared')].some((dir) => newestMtime(join(dir, 'src')) > buildTime(dir))
+  if (!existsSync(bin) || stale) {
     throw new Error(`${bin} is missing or older than its sources: run \`npm run build\` (tsc -b) at the repository root first`)
   }
   return bin
