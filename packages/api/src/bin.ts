@@ -12,6 +12,7 @@ function usage(): string {
   return [
     'Usage: tornado-api [--help] [--version]',
     '       tornado-api keys create --name NAME | keys list | keys revoke ID   (see tornado-api keys --help)',
+    '       tornado-api acl [--client-setinfo]   prints the Redis ACL users (see tornado-api acl --help)',
     '',
     'Serves GET /dashboard/cluster (the job totals over every live worker node, x-api-key required), GET /dashboard/nodes,',
     'the event stream GET /dashboard/cluster/stream, the dashboard page at /, its OpenAPI docs at /swagger, GET /health',
@@ -38,6 +39,16 @@ if (process.argv[2] === 'keys') {
   process.exit(
     await runKeysCommand(rest, process.env, { out: (text) => process.stdout.write(text), err: (text) => process.stderr.write(text) }),
   )
+}
+
+if (process.argv[2] === 'acl') {
+  const { runAclCommand, ACL_USAGE } = await import('./acl-cli.js')
+  const rest = process.argv.slice(3)
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(ACL_USAGE)
+    process.exit(0)
+  }
+  process.exit(runAclCommand(rest, process.env, { out: (text) => process.stdout.write(text), err: (text) => process.stderr.write(text) }))
 }
 
 let args

@@ -28,7 +28,11 @@ export function shardOf(nodeId: string, shards: number): number {
   return hash % shards
 }
 
-export function shardKeys(layout: StoreLayout, shard: number) {
+/**
+ * The keys of one shard. shard may also be a glob over shard numbers (e.g. `[0-9]`): that gives the key patterns of
+ * Redis ACL rules (acl.ts in @tornado/api), from this one definition of the layout.
+ */
+export function shardKeys(layout: Pick<StoreLayout, 'prefix'>, shard: number | string) {
   const tag = `{${layout.prefix}:${shard}}`
   return {
     nodes: `${tag}:nodes`,
