@@ -6,7 +6,7 @@ import { builtBin, childEnv } from '@tornado/shared/testing'
 import type { Test } from 'tap'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
-const OUR_VARIABLES = /^(REDIS_URL|TORNADO_.*|STALE_AFTER_MS|PORT|HOST|LOG_LEVEL|AGENT_.*|HEARTBEAT_.*)$/
+const OUR_VARIABLES = /^(REDIS_.*|TORNADO_.*|STALE_AFTER_MS|PORT|HOST|LOG_LEVEL|AGENT_.*|HEARTBEAT_.*)$/
 
 export interface Running {
   child: ChildProcess

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { performance } from 'node:perf_hooks'
-import { HeartbeatStore, createRedisClient, redactUrl, waitForReady, type JobCounts } from '@tornado/shared'
+import { HeartbeatStore, createRedisConnection, redactUrl, waitForReady, type JobCounts, type RedisClient } from '@tornado/shared'
 import { pino, type Logger } from 'pino'
 import type { AgentConfig } from './config.js'
 import { HeartbeatLoop, describeError, type BeatWriter } from './heartbeat-loop.js'
@@ -66,6 +66,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       node_id: nodeId,
       instance_id: instanceId,
       redis_url: redactUrl(config.redisUrl),
+      redis_cluster_nodes: config.redisClusterNodes?.map(({ host, port }) => `${host}:${port}`).join(','),
       prefix: config.layout.prefix,
       shards: config.layout.shards,
       stale_after_ms: config.staleAfterMs,
@@ -78,10 +79,13 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     'starting tornado agent',
   )
 
-  const redis = createRedisClient(config.redisUrl)
+  const redis: RedisClient = createRedisConnection({ url: config.redisUrl, clusterNodes: config.redisClusterNodes })
   // Outages are logged once by the heartbeat loop, not per reconnect attempt; it reports the last connection error.
   let connectionError = ''
-  redis.on('error', (err: Error) => (connectionError = describeError(err)))
+  const onConnectionError = (err: Error) => (connectionError = describeError(err))
+  redis.on('error', onConnectionError)
+  // ioredis's Cluster client reports a node's connection errors as 'node error'; a single Redis never emits it.
+  redis.on('node error', onConnectionError)
   redis.on('ready', () => (connectionError = ''))
   const describeFailure = (err: unknown) =>
     redis.status === 'ready'
@@ -174,7 +178,7 @@ function watchProcesses(config: AgentConfig, deps: AgentDeps, logger: Logger, co
   })
 }
 
-async function quit(redis: ReturnType<typeof createRedisClient>): Promise<void> {
+async function quit(redis: RedisClient): Promise<void> {
   let timer: NodeJS.Timeout | undefined
   await Promise.race([redis.quit().catch(() => {}), new Promise((resolve) => (timer = setTimeout(resolve, 200)))])
   clearTimeout(timer)

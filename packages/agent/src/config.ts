@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { ConfigError, NODE_ID_PATTERN, StoreEnv, parseHostPort, readEnv, type Env } from '@tornado/shared'
+import { ConfigError, NODE_ID_PATTERN, RedisClusterEnv, StoreEnv, parseClusterNodes, parseHostPort, readEnv, type Env } from '@tornado/shared'
 import { DEFAULT_PROCESS_RULES, loadProcessRules, type ProcessRules } from './processes/process-rules.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -8,6 +8,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number]
 /** Every variable the agent reads; names are the variable names, defaults and descriptions feed `--help`. */
 export const AgentEnv = Type.Object({
   ...StoreEnv,
+  ...RedisClusterEnv,
   TORNADO_NODE_ID: Type.Optional(
     Type.String({
       pattern: NODE_ID_PATTERN,
@@ -46,6 +47,8 @@ export type AgentEnv = Static<typeof AgentEnv>
 
 export interface AgentConfig {
   redisUrl: string
+  /** REDIS_CLUSTER_NODES: set, the agent uses Redis Cluster through these seed nodes. */
+  redisClusterNodes?: { host: string; port: number }[]
   layout: { prefix: string; shards: number }
   staleAfterMs: number
   nodeId: string
@@ -86,6 +89,7 @@ export function loadConfig(env: Env, overrides: ConfigOverrides): AgentConfig {
   const processRules = processRulesFile === undefined ? DEFAULT_PROCESS_RULES : loadProcessRules(processRulesFile, overrides.readFile)
   return {
     redisUrl: vars.REDIS_URL,
+    ...(vars.REDIS_CLUSTER_NODES ? { redisClusterNodes: parseClusterNodes(vars.REDIS_CLUSTER_NODES) } : {}),
     layout: { prefix: vars.TORNADO_PREFIX, shards: vars.TORNADO_SHARDS },
     staleAfterMs: vars.STALE_AFTER_MS,
     nodeId: vars.TORNADO_NODE_ID ?? nodeIdFromHostname(overrides.hostname),

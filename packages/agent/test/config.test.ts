@@ -55,6 +55,12 @@ t.test('every variable is read', async (t) => {
   t.equal(load({ TORNADO_SIMULATE: 'false' }).simulate, false)
   t.equal(load({ TORNADO_SIMULATE: '0' }, true).simulate, true, '--simulate wins')
   t.same(load({ AGENT_LISTEN: '[::1]:7071' }).listen, { host: '::1', port: 7071 })
+  t.same(load({ REDIS_CLUSTER_NODES: 'redis-a:7000,10.0.0.2:7001,[fd00::3]:7002' }).redisClusterNodes, [
+    { host: 'redis-a', port: 7000 },
+    { host: '10.0.0.2', port: 7001 },
+    { host: 'fd00::3', port: 7002 },
+  ])
+  t.equal(load({ REDIS_CLUSTER_NODES: '' }).redisClusterNodes, undefined, 'empty: a single Redis at REDIS_URL')
 })
 
 t.test('a bad variable stops start-up with a message naming it', async (t) => {
@@ -70,6 +76,9 @@ t.test('a bad variable stops start-up with a message naming it', async (t) => {
     [{ TORNADO_NODE_ID: '-x' }, 'TORNADO_NODE_ID="-x" is invalid: letters, digits and . _ : @ - (up to 128, starting with a letter or digit); default: the hostname'],
     [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL="verbose" is invalid: one of fatal, error, warn, info, debug, trace, silent'],
     [{ TORNADO_SHARDS: '0' }, 'TORNADO_SHARDS="0" is invalid: an integer from 1 to 1024; the same on every agent and API'],
+    [{ REDIS_CLUSTER_NODES: 'redis-a' }, 'REDIS_CLUSTER_NODES="redis-a" is invalid: Redis Cluster seed nodes, comma-separated host:port (unset: a single Redis at REDIS_URL)'],
+    [{ REDIS_CLUSTER_NODES: 'redis-a:7000, redis-b:7001' }, 'REDIS_CLUSTER_NODES="redis-a:7000, redis-b:7001" is invalid: Redis Cluster seed nodes, comma-separated host:port (unset: a single Redis at REDIS_URL)'],
+    [{ REDIS_CLUSTER_NODES: 'redis-a:70000' }, 'REDIS_CLUSTER_NODES="redis-a:70000" is invalid: expected host:port, got "redis-a:70000"'],
     [{ REDIS_URL: 'http://:secret@host' }, 'REDIS_URL=(value hidden) is invalid: a redis:// or rediss:// URL, e.g. redis://:password@host:6379/0'],
   ]
   for (const [env, message] of cases) {
@@ -102,6 +111,7 @@ t.test('--help describes every variable with its default', async (t) => {
     'TORNADO_PREFIX',
     'TORNADO_SHARDS',
     'STALE_AFTER_MS',
+    'REDIS_CLUSTER_NODES',
     'TORNADO_NODE_ID',
     'HEARTBEAT_INTERVAL_MS',
     'AGENT_LISTEN',
@@ -110,6 +120,6 @@ t.test('--help describes every variable with its default', async (t) => {
     'TORNADO_PROCESS_RULES',
     'LOG_LEVEL',
   ])
-  t.match(lines[5], /\(default: 1000\)$/)
-  t.match(lines[6], /\(default: 127\.0\.0\.1:7071\)$/)
+  t.match(lines[6], /\(default: 1000\)$/)
+  t.match(lines[7], /\(default: 127\.0\.0\.1:7071\)$/)
 })

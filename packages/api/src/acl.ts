@@ -109,8 +109,9 @@ export function aclUser(role: AclRole, prefix: string, options: AclOptions = {})
     role,
     name,
     // CLIENT SETNAME: the keys CLI names its connection. MULTI/EXEC: a create or revoke is one transaction.
+    // With REDIS_CLUSTER_NODES the keys CLI uses the Cluster client too, so it needs the cluster commands.
     root: {
-      commands: [...connect, 'client|setname', 'multi', 'exec', 'hset', 'hget', 'hgetall', 'hvals', 'hdel', 'del'],
+      commands: [...new Set([...clusterConnect, 'client|setname', 'multi', 'exec', 'hset', 'hget', 'hgetall', 'hvals', 'hdel', 'del'])],
       keys: rw([apiKeys.byDigest, apiKeys.records]),
     },
     selectors: [],

@@ -3,6 +3,7 @@ import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { builtBin } from '@tornado/shared/testing'
 import t from 'tap'
+import { freePort } from '@tornado/shared/testing'
 import { apiKeyRedisKeys, GENERATED_KEY_FORMAT } from '../src/api-keys.js'
 import { runKeysCommand } from '../src/keys-cli.js'
 import { get, heartbeat, KEY_A, startTestApi, totals, type TestApi } from './helper.js'
@@ -104,6 +105,21 @@ t.test('keys made by the CLI open the API until revoked; revocation is seen with
     const text = api.logs.text.join('\n')
     for (const key of [first.key, second.key]) t.notOk(text.includes(key))
   })
+})
+
+t.test('a bad REDIS_CLUSTER_NODES is named before any connection', async (t) => {
+  let out = ''
+  let err = ''
+  const code = await runKeysCommand(['list'], { REDIS_CLUSTER_NODES: '127.0.0.1:70000' }, { out: (s) => (out += s), err: (s) => (err += s) })
+  t.same({ code, out, err }, { code: 1, out: '', err: 'tornado-api keys: REDIS_CLUSTER_NODES="127.0.0.1:70000" is invalid: expected host:port, got "127.0.0.1:70000"\n' })
+})
+
+t.test('no Redis Cluster at REDIS_CLUSTER_NODES: exit 1 naming the seed nodes, no password', async (t) => {
+  const nodes = `127.0.0.1:${await freePort()},127.0.0.1:${await freePort()}`
+  let out = ''
+  let err = ''
+  const code = await runKeysCommand(['list'], { REDIS_URL: 'redis://:hunter2@127.0.0.1:1', REDIS_CLUSTER_NODES: nodes }, { out: (s) => (out += s), err: (s) => (err += s) })
+  t.same({ code, out, err }, { code: 1, out: '', err: `tornado-api keys: Redis Cluster at ${nodes} is unavailable\n` })
 })
 
 t.test('Redis down: env keys work, a key shaped like a Redis key gets 503, others 401', async (t) => {

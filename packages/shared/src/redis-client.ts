@@ -40,10 +40,13 @@ export interface RedisConnectionConfig {
   clusterNodes?: { host: string; port: number }[]
 }
 
+/** Parses REDIS_CLUSTER_NODES for every process that reads it; a bad value throws a ConfigError naming the variable. */
 export function parseClusterNodes(text: string): { host: string; port: number }[] {
-  const nodes = text.split(',').map((entry) => parseHostPort(entry.trim()))
-  if (nodes.length === 0) throw new ConfigError('REDIS_CLUSTER_NODES: expected host:port,host:port,...')
-  return nodes
+  try {
+    return text.split(',').map((entry) => parseHostPort(entry.trim()))
+  } catch (err) {
+    throw new ConfigError(`REDIS_CLUSTER_NODES=${JSON.stringify(text)} is invalid: ${(err as Error).message}`)
+  }
 }
 
 /**
@@ -63,6 +66,8 @@ export function createRedisConnection(config: RedisConnectionConfig, options: Re
     enableReadyCheck: true,
     clusterRetryStrategy: backoff,
     // A moved slot or a failover is followed at once, but never queued for long: callers retry on their next tick.
+    // No periodic slotsRefreshInterval is needed: a command that finds its master gone re-reads CLUSTER SLOTS, so the
+    // promoted replica serves from the first beat or read after its promotion (test/e2e/cluster-mode.test.ts).
     retryDelayOnFailover: 100,
     retryDelayOnClusterDown: 100,
     maxRedirections: 4,
