@@ -67,6 +67,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       instance_id: instanceId,
       redis_url: redactUrl(config.redisUrl),
       redis_cluster_nodes: config.redisClusterNodes?.map(({ host, port }) => `${host}:${port}`).join(','),
+      redis_sentinels: config.redisSentinel && `${config.redisSentinel.nodes.map(({ host, port }) => `${host}:${port}`).join(',')} (${config.redisSentinel.name})`,
       prefix: config.layout.prefix,
       shards: config.layout.shards,
       stale_after_ms: config.staleAfterMs,
@@ -79,7 +80,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     'starting tornado agent',
   )
 
-  const redis: RedisClient = createRedisConnection({ url: config.redisUrl, clusterNodes: config.redisClusterNodes })
+  const redis: RedisClient = createRedisConnection({ url: config.redisUrl, clusterNodes: config.redisClusterNodes, sentinel: config.redisSentinel })
   // Outages are logged once by the heartbeat loop, not per reconnect attempt; it reports the last connection error.
   let connectionError = ''
   const onConnectionError = (err: Error) => (connectionError = describeError(err))

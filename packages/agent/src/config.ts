@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { ConfigError, NODE_ID_PATTERN, RedisClusterEnv, StoreEnv, parseClusterNodes, parseHostPort, readEnv, type Env } from '@tornado/shared'
+import { ConfigError, NODE_ID_PATTERN, RedisClusterEnv, RedisSentinelEnv, redisTopologyFromEnv, StoreEnv, parseHostPort, readEnv, type Env, type SentinelConfig } from '@tornado/shared'
 import { DEFAULT_PROCESS_RULES, loadProcessRules, type ProcessRules } from './processes/process-rules.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -9,6 +9,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number]
 export const AgentEnv = Type.Object({
   ...StoreEnv,
   ...RedisClusterEnv,
+  ...RedisSentinelEnv,
   TORNADO_NODE_ID: Type.Optional(
     Type.String({
       pattern: NODE_ID_PATTERN,
@@ -49,6 +50,8 @@ export interface AgentConfig {
   redisUrl: string
   /** REDIS_CLUSTER_NODES: set, the agent uses Redis Cluster through these seed nodes. */
   redisClusterNodes?: { host: string; port: number }[]
+  /** Sentinels naming the primary (REDIS_SENTINELS); never with redisClusterNodes. */
+  redisSentinel?: SentinelConfig
   layout: { prefix: string; shards: number }
   staleAfterMs: number
   nodeId: string
@@ -87,9 +90,11 @@ export function loadConfig(env: Env, overrides: ConfigOverrides): AgentConfig {
   const processRulesFile = vars.TORNADO_PROCESS_RULES
   // Checked even when watching is off, so a bad file is found now rather than the day watching is turned on.
   const processRules = processRulesFile === undefined ? DEFAULT_PROCESS_RULES : loadProcessRules(processRulesFile, overrides.readFile)
+  const topology = redisTopologyFromEnv(vars)
   return {
     redisUrl: vars.REDIS_URL,
-    ...(vars.REDIS_CLUSTER_NODES ? { redisClusterNodes: parseClusterNodes(vars.REDIS_CLUSTER_NODES) } : {}),
+    ...(topology.clusterNodes ? { redisClusterNodes: topology.clusterNodes } : {}),
+    ...(topology.sentinel ? { redisSentinel: topology.sentinel } : {}),
     layout: { prefix: vars.TORNADO_PREFIX, shards: vars.TORNADO_SHARDS },
     staleAfterMs: vars.STALE_AFTER_MS,
     nodeId: vars.TORNADO_NODE_ID ?? nodeIdFromHostname(overrides.hostname),

@@ -61,6 +61,19 @@ t.test('every variable is read', async (t) => {
     { host: 'fd00::3', port: 7002 },
   ])
   t.equal(load({ REDIS_CLUSTER_NODES: '' }).redisClusterNodes, undefined, 'empty: a single Redis at REDIS_URL')
+  t.same(load({ REDIS_SENTINELS: 's1:26379,10.0.0.9:26380' }).redisSentinel, {
+    nodes: [
+      { host: 's1', port: 26379 },
+      { host: '10.0.0.9', port: 26380 },
+    ],
+    name: 'mymaster',
+  })
+  t.same(load({ REDIS_SENTINELS: 's1:26379', REDIS_SENTINEL_NAME: 'tornado', REDIS_SENTINEL_PASSWORD: 'sentinel-pw' }).redisSentinel, {
+    nodes: [{ host: 's1', port: 26379 }],
+    name: 'tornado',
+    password: 'sentinel-pw',
+  })
+  t.equal(load({ REDIS_SENTINEL_NAME: 'tornado' }).redisSentinel, undefined, 'no REDIS_SENTINELS: no Sentinel')
 })
 
 t.test('a bad variable stops start-up with a message naming it', async (t) => {
@@ -79,6 +92,10 @@ t.test('a bad variable stops start-up with a message naming it', async (t) => {
     [{ REDIS_CLUSTER_NODES: 'redis-a' }, 'REDIS_CLUSTER_NODES="redis-a" is invalid: Redis Cluster seed nodes, comma-separated host:port (unset: a single Redis at REDIS_URL)'],
     [{ REDIS_CLUSTER_NODES: 'redis-a:7000, redis-b:7001' }, 'REDIS_CLUSTER_NODES="redis-a:7000, redis-b:7001" is invalid: Redis Cluster seed nodes, comma-separated host:port (unset: a single Redis at REDIS_URL)'],
     [{ REDIS_CLUSTER_NODES: 'redis-a:70000' }, 'REDIS_CLUSTER_NODES="redis-a:70000" is invalid: expected host:port, got "redis-a:70000"'],
+    [{ REDIS_SENTINELS: 's1' }, 'REDIS_SENTINELS="s1" is invalid: Redis Sentinels, comma-separated host:port (unset: no Sentinel); the primary is REDIS_SENTINEL_NAME'],
+    [{ REDIS_SENTINELS: 's1:99999' }, 'REDIS_SENTINELS="s1:99999" is invalid: expected host:port, got "s1:99999"'],
+    [{ REDIS_SENTINELS: 's1:26379', REDIS_CLUSTER_NODES: 'a:7000' }, 'REDIS_CLUSTER_NODES and REDIS_SENTINELS are both set: use one (Redis Cluster or Sentinel)'],
+    [{ REDIS_SENTINELS: 's1:26379', REDIS_SENTINEL_NAME: 'my master' }, 'REDIS_SENTINEL_NAME="my master" is invalid: the name the Sentinels monitor the primary under'],
     [{ REDIS_URL: 'http://:secret@host' }, 'REDIS_URL=(value hidden) is invalid: a redis:// or rediss:// URL, e.g. redis://:password@host:6379/0'],
   ]
   for (const [env, message] of cases) {
@@ -112,6 +129,9 @@ t.test('--help describes every variable with its default', async (t) => {
     'TORNADO_SHARDS',
     'STALE_AFTER_MS',
     'REDIS_CLUSTER_NODES',
+    'REDIS_SENTINELS',
+    'REDIS_SENTINEL_NAME',
+    'REDIS_SENTINEL_PASSWORD',
     'TORNADO_NODE_ID',
     'HEARTBEAT_INTERVAL_MS',
     'AGENT_LISTEN',
@@ -120,6 +140,7 @@ t.test('--help describes every variable with its default', async (t) => {
     'TORNADO_PROCESS_RULES',
     'LOG_LEVEL',
   ])
-  t.match(lines[6], /\(default: 1000\)$/)
-  t.match(lines[7], /\(default: 127\.0\.0\.1:7071\)$/)
+  t.match(lines[names.indexOf('HEARTBEAT_INTERVAL_MS')], /\(default: 1000\)$/)
+  t.match(lines[names.indexOf('AGENT_LISTEN')], /\(default: 127\.0\.0\.1:7071\)$/)
+  t.match(lines[names.indexOf('REDIS_SENTINEL_NAME')], /\(default: mymaster\)$/)
 })

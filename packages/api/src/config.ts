@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { Type, type Static } from 'typebox'
-import { ConfigError, parseClusterNodes, readEnv, redactUrl, RedisClusterEnv, StoreEnv, type Env, type StoreLayout } from '@tornado/shared'
+import { ConfigError, describeRedisTarget, readEnv, redactUrl, RedisClusterEnv, RedisSentinelEnv, redisTopologyFromEnv, StoreEnv, type Env, type SentinelConfig, type StoreLayout } from '@tornado/shared'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
@@ -9,6 +9,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number]
 export const ApiEnv = Type.Object({
   ...StoreEnv,
   ...RedisClusterEnv,
+  ...RedisSentinelEnv,
   TORNADO_API_KEYS: Type.String({
     // At least one entry that is not empty once trimmed.
     pattern: '[^,\\s]',
@@ -50,6 +51,8 @@ export interface ApiConfig {
   redisUrl: string
   /** REDIS_CLUSTER_NODES: set, the API uses Redis Cluster through these seed nodes. */
   redisClusterNodes?: { host: string; port: number }[]
+  /** Sentinels naming the primary (REDIS_SENTINELS); never with redisClusterNodes. */
+  redisSentinel?: SentinelConfig
   layout: StoreLayout
   staleAfterMs: number
   /** How long one read of the totals may be reused; concurrent requests share one read in any case. */
@@ -85,9 +88,11 @@ export function loadApiConfig(env: Env): ApiConfig {
     )
   }
   const keys = new Set(vars.TORNADO_API_KEYS.split(',').map((key) => key.trim()).filter((key) => key !== ''))
+  const topology = redisTopologyFromEnv(vars)
   return {
     redisUrl: vars.REDIS_URL,
-    ...(vars.REDIS_CLUSTER_NODES ? { redisClusterNodes: parseClusterNodes(vars.REDIS_CLUSTER_NODES) } : {}),
+    ...(topology.clusterNodes ? { redisClusterNodes: topology.clusterNodes } : {}),
+    ...(topology.sentinel ? { redisSentinel: topology.sentinel } : {}),
     layout: { prefix: vars.TORNADO_PREFIX, shards: vars.TORNADO_SHARDS },
     staleAfterMs: vars.STALE_AFTER_MS,
     totalsCacheMs: vars.TOTALS_CACHE_MS,
@@ -105,6 +110,9 @@ export function loadApiConfig(env: Env): ApiConfig {
 export function describeConfig(config: ApiConfig) {
   return {
     redisUrl: redactUrl(config.redisUrl),
+    ...(config.redisClusterNodes || config.redisSentinel
+      ? { redis: describeRedisTarget({ url: config.redisUrl, clusterNodes: config.redisClusterNodes, sentinel: config.redisSentinel }) }
+      : {}),
     prefix: config.layout.prefix,
     shards: config.layout.shards,
     staleAfterMs: config.staleAfterMs,

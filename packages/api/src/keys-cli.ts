@@ -1,16 +1,16 @@
 import { parseArgs } from 'node:util'
 import { Type } from 'typebox'
-import { ConfigError, createRedisConnection, parseClusterNodes, readEnv, redactUrl, RedisClusterEnv, StoreEnv, waitForReady, type Env } from '@tornado/shared'
+import { ConfigError, createRedisConnection, describeRedisTarget, readEnv, RedisClusterEnv, RedisSentinelEnv, redisTopologyFromEnv, StoreEnv, waitForReady, type Env } from '@tornado/shared'
 import { ApiKeyStore } from './api-keys.js'
 
 /** What `tornado-api keys` reads: where the keys live, nothing else (no TORNADO_API_KEYS needed to manage keys). */
-export const KeysEnv = Type.Object({ REDIS_URL: StoreEnv.REDIS_URL, TORNADO_PREFIX: StoreEnv.TORNADO_PREFIX, ...RedisClusterEnv })
+export const KeysEnv = Type.Object({ REDIS_URL: StoreEnv.REDIS_URL, TORNADO_PREFIX: StoreEnv.TORNADO_PREFIX, ...RedisClusterEnv, ...RedisSentinelEnv })
 
 export const KEYS_USAGE = [
   'Usage: tornado-api keys create --name NAME   prints a new API key once (store it: it is not kept)',
   '       tornado-api keys list                 ids, names and creation times (never keys)',
   '       tornado-api keys revoke ID            every API process refuses the key within a second',
-  'Uses REDIS_URL, TORNADO_PREFIX and REDIS_CLUSTER_NODES (set: Redis Cluster through these seed nodes) like the API.',
+  'Uses REDIS_URL, TORNADO_PREFIX, REDIS_CLUSTER_NODES (Redis Cluster) and REDIS_SENTINELS (Sentinel) like the API.',
   '',
 ].join('\n')
 
@@ -39,21 +39,21 @@ export async function runKeysCommand(argv: string[], env: Env, io: KeysIo): Prom
   if (action !== 'create' && action !== 'list' && action !== 'revoke') return usageError(`unknown action ${JSON.stringify(action ?? '')}`)
 
   let vars
-  let clusterNodes
+  let topology
   try {
     vars = readEnv(KeysEnv, env)
-    clusterNodes = vars.REDIS_CLUSTER_NODES ? parseClusterNodes(vars.REDIS_CLUSTER_NODES) : undefined
+    topology = redisTopologyFromEnv(vars)
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     io.err(`tornado-api keys: ${err.message}\n`)
     return 1
   }
-  const redis = createRedisConnection({ url: vars.REDIS_URL, clusterNodes }, { connectionName: 'tornado-api-keys' })
+  const target = { url: vars.REDIS_URL, ...topology }
+  const redis = createRedisConnection(target, { connectionName: 'tornado-api-keys' })
   redis.on('error', () => {}) // reported below, once
   try {
     if (!(await waitForReady(redis, 3_000))) {
-      const where = vars.REDIS_CLUSTER_NODES ? `Redis Cluster at ${vars.REDIS_CLUSTER_NODES}` : `Redis at ${redactUrl(vars.REDIS_URL)}`
-      io.err(`tornado-api keys: ${where} is unavailable\n`)
+      io.err(`tornado-api keys: ${describeRedisTarget(target)} is unavailable\n`)
       return 1
     }
     const store = new ApiKeyStore(redis, vars.TORNADO_PREFIX)

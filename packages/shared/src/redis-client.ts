@@ -1,6 +1,6 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import { Type } from 'typebox'
-import { ConfigError, parseHostPort } from './config.js'
+import { ConfigError, parseHostPort, redactUrl } from './config.js'
 
 /** How long any Redis command may take before it fails: a paused or unreachable Redis never hangs a caller. */
 export const REDIS_COMMAND_TIMEOUT_MS = 1_000
@@ -33,11 +33,67 @@ export const RedisClusterEnv = {
   ),
 }
 
+/** REDIS_SENTINELS and friends: set, the primary is found through Redis Sentinel (REDIS_URL then gives user, password, db, TLS). */
+export const RedisSentinelEnv = {
+  REDIS_SENTINELS: Type.Optional(
+    Type.String({
+      pattern: '^[^,\\s]+:\\d{1,5}(,[^,\\s]+:\\d{1,5})*$',
+      description: 'Redis Sentinels, comma-separated host:port (unset: no Sentinel); the primary is REDIS_SENTINEL_NAME',
+    }),
+  ),
+  REDIS_SENTINEL_NAME: Type.String({
+    default: 'mymaster',
+    pattern: '^[A-Za-z0-9_.:-]{1,128}$',
+    description: 'the name the Sentinels monitor the primary under',
+  }),
+  REDIS_SENTINEL_PASSWORD: Type.Optional(
+    Type.String({ description: "the Sentinels' own password, when they require one", secret: true }),
+  ),
+}
+
+export interface SentinelConfig {
+  nodes: { host: string; port: number }[]
+  name: string
+  password?: string
+}
+
 export interface RedisConnectionConfig {
-  /** redis:// or rediss:// URL: the server itself, or with clusterNodes only its user, password and TLS. */
+  /** redis:// or rediss:// URL: the server itself, or with clusterNodes/sentinel only its user, password and TLS. */
   url: string
-  /** Seed nodes of a Redis Cluster; absent or empty: a single Redis (or a Sentinel-less primary) at url. */
-  clusterNodes?: { host: string; port: number }[]
+  /** Seed nodes of a Redis Cluster; absent or empty: a single Redis at url (or the primary Sentinel names). */
+  clusterNodes?: { host: string; port: number }[] | undefined
+  /** Redis Sentinels that name the primary; never together with clusterNodes. */
+  sentinel?: SentinelConfig | undefined
+}
+
+/** What REDIS_CLUSTER_NODES and the REDIS_SENTINEL* variables select; a ConfigError when both are set. */
+export function redisTopologyFromEnv(vars: {
+  REDIS_CLUSTER_NODES?: string | undefined
+  REDIS_SENTINELS?: string | undefined
+  REDIS_SENTINEL_NAME: string
+  REDIS_SENTINEL_PASSWORD?: string | undefined
+}): Pick<RedisConnectionConfig, 'clusterNodes' | 'sentinel'> {
+  if (vars.REDIS_CLUSTER_NODES && vars.REDIS_SENTINELS) {
+    throw new ConfigError('REDIS_CLUSTER_NODES and REDIS_SENTINELS are both set: use one (Redis Cluster or Sentinel)')
+  }
+  if (vars.REDIS_CLUSTER_NODES) return { clusterNodes: parseClusterNodes(vars.REDIS_CLUSTER_NODES) }
+  if (!vars.REDIS_SENTINELS) return {}
+  let nodes
+  try {
+    nodes = vars.REDIS_SENTINELS.split(',').map((entry) => parseHostPort(entry.trim()))
+  } catch (err) {
+    throw new ConfigError(`REDIS_SENTINELS=${JSON.stringify(vars.REDIS_SENTINELS)} is invalid: ${(err as Error).message}`)
+  }
+  const password = vars.REDIS_SENTINEL_PASSWORD
+  return { sentinel: { nodes, name: vars.REDIS_SENTINEL_NAME, ...(password ? { password } : {}) } }
+}
+
+/** Where a connection goes, for log lines: never a password. */
+export function describeRedisTarget(config: RedisConnectionConfig): string {
+  const list = (nodes: { host: string; port: number }[]) => nodes.map(({ host, port }) => `${host}:${port}`).join(',')
+  if (config.clusterNodes?.length) return `Redis Cluster at ${list(config.clusterNodes)}`
+  if (config.sentinel) return `Redis primary "${config.sentinel.name}" via Sentinels at ${list(config.sentinel.nodes)}`
+  return `Redis at ${redactUrl(config.url)}`
 }
 
 /** Parses REDIS_CLUSTER_NODES for every process that reads it; a bad value throws a ConfigError naming the variable. */
@@ -54,6 +110,20 @@ export function parseClusterNodes(text: string): { host: string; port: number }[
  * same fail-fast behaviour either way. Every store key carries a hash tag, so each script runs in one slot.
  */
 export function createRedisConnection(config: RedisConnectionConfig, options: RedisOptions = {}): Redis | Cluster {
+  if (config.sentinel) {
+    const { nodes, name, password } = config.sentinel
+    // The URL's host is ignored: Sentinel names the primary, and ioredis asks again on every reconnect, so a
+    // failover is followed within a reconnect. Its user, password, db and TLS still apply to the primary.
+    const tls = config.url.startsWith('rediss:')
+    return createRedisClient(config.url, {
+      sentinels: nodes,
+      name,
+      ...(password ? { sentinelPassword: password } : {}),
+      ...(tls ? { enableTLSForSentinelMode: true } : {}),
+      sentinelRetryStrategy: backoff,
+      ...options,
+    })
+  }
   if (!config.clusterNodes || config.clusterNodes.length === 0) return createRedisClient(config.url, options)
   const url = new URL(config.url)
   const credentials: RedisOptions = {

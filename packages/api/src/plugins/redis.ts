@@ -7,6 +7,7 @@ import {
   type ClusterSnapshot,
   type NodeListSnapshot,
   type RedisClient,
+  type SentinelConfig,
   type StoreLayout,
 } from '@tornado/shared'
 import { coalesce } from '../coalesce.js'
@@ -14,6 +15,7 @@ import { coalesce } from '../coalesce.js'
 export interface RedisPluginOptions {
   url: string
   clusterNodes?: { host: string; port: number }[] | undefined
+  sentinel?: SentinelConfig | undefined
   layout: StoreLayout
   staleAfterMs: number
   totalsCacheMs: number
@@ -72,7 +74,7 @@ declare module 'fastify' {
 async function redisPlugin(fastify: FastifyInstance, options: RedisPluginOptions) {
   const log = fastify.log.child({ component: 'redis' })
   const availability = new RedisAvailability(log)
-  const redis = createRedisConnection({ url: options.url, ...(options.clusterNodes ? { clusterNodes: options.clusterNodes } : {}) })
+  const redis = createRedisConnection({ url: options.url, clusterNodes: options.clusterNodes, sentinel: options.sentinel })
   // Connection errors repeat on every reconnect attempt; the transition is what matters.
   redis.on('error', (err: Error) => {
     log.debug({ reason: err.message }, 'Redis connection error')
