@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { HeartbeatStore, createRedisClient, redactUrl, waitForReady, type JobCounts } from '@tornado/shared'
 import { pino, type Logger } from 'pino'
+import { AgentMetrics } from './agent-metrics.js'
 import type { AgentConfig } from './config.js'
 import { HeartbeatLoop, describeError, type BeatWriter } from './heartbeat-loop.js'
 import { HostInfoSource, type HostInfo } from './host-info.js'
@@ -34,6 +35,8 @@ export interface AgentDeps {
   monotonicNow?: () => number
   /** Replaces the process table scan when watching processes (tests). */
   scanProcesses?: () => Promise<JobCounts>
+  /** prom-client's process metrics on GET /metrics. Default true. */
+  processMetrics?: boolean
 }
 
 export interface Agent {
@@ -99,11 +102,13 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     logger,
     onChange: () => loop.beatNow(),
   })
+  const metrics: AgentMetrics = new AgentMetrics({ counts: () => counts.total(), redisUp: () => loop.redisUp === true, processMetrics: deps.processMetrics })
   const loop = new HeartbeatLoop({
     store: deps.wrapStore ? deps.wrapStore(store) : store,
     intervalMs: config.intervalMs,
     logger,
     describeFailure,
+    observer: metrics,
     nextBeat: () => ({ nodeId, instanceId, ...hostInfo.current, counts: counts.forBeat(), agentTimeMs: Math.max(0, Math.round(clock())) }),
   })
   const simulator = config.simulate ? new Simulator({ onChange: (next) => counts.setSimulated(next), random: deps.random }) : undefined
@@ -115,6 +120,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     simulating: simulator !== undefined,
     redisUp: () => loop.redisUp === true,
     watchedCounts: () => processWatcher?.current,
+    metrics,
   })
 
   try {

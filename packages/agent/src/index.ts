@@ -1,6 +1,7 @@
 export { startAgent, createLogger, SHUTDOWN_DEADLINE_MS, type Agent, type AgentDeps } from './agent.js'
 export { loadConfig, nodeIdFromHostname, describeVariables, AgentEnv, type AgentConfig } from './config.js'
-export { HeartbeatLoop, DUPLICATE_WARN_EVERY_MS, describeError, type BeatWriter, type HeartbeatLoopOptions } from './heartbeat-loop.js'
+export { HeartbeatLoop, DUPLICATE_WARN_EVERY_MS, describeError, type BeatWriter, type BeatObserver, type HeartbeatLoopOptions } from './heartbeat-loop.js'
+export { AgentMetrics, BEAT_BUCKETS_SECONDS, type AgentMetricsOptions } from './agent-metrics.js'
 export { HostInfoSource, pickAddress, isUsableAddress, quickHostInfo, readHostInfo, type HostInfo, type InterfaceEntry, type AddressSources } from './host-info.js'
 export { buildLocalServer, describeRequestError, BODY_LIMIT_BYTES, type LocalServerOptions } from './local-server.js'
 export { NodeCounts, type NodeCountsOptions } from './node-counts.js'

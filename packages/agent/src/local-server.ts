@@ -17,6 +17,8 @@ export interface LocalServerOptions {
   redisUp: () => boolean
   /** The last process scan's counts, or undefined when the agent does not watch processes. */
   watchedCounts: () => JobCounts | undefined
+  /** GET /metrics: Prometheus text (AgentMetrics). */
+  metrics: { contentType: string; render(): Promise<string> }
 }
 
 const Health = Type.Object({
@@ -59,6 +61,8 @@ export function buildLocalServer(options: LocalServerOptions) {
     node_id: options.nodeId,
     redis: options.redisUp() ? ('up' as const) : ('down' as const),
   }))
+
+  app.get('/metrics', async (_request, reply) => reply.type(options.metrics.contentType).send(await options.metrics.render()))
 
   app.get('/counts', { schema: { response: { 200: JobCounts } } }, async () => options.counts.total())
 
