@@ -13,6 +13,7 @@ import { ProcessMatcher } from './processes/process-rules.js'
 import { ProcessTable } from './processes/process-table.js'
 import { ProcessWatcher } from './processes/process-watcher.js'
 import { Simulator } from './simulator.js'
+import { isLoopback } from './token-auth.js'
 import { WorkerRegistry } from './workers/worker-registry.js'
 
 /**
@@ -74,6 +75,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       stale_after_ms: config.staleAfterMs,
       interval_ms: config.intervalMs,
       listen: `${config.listen.host}:${config.listen.port}`,
+      agent_token: config.token === undefined ? 'unset' : 'set',
       simulate: config.simulate,
       watch_processes: config.watchProcesses,
       process_rules: config.watchProcesses ? (config.processRulesFile ?? 'built-in') : undefined,
@@ -121,6 +123,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     redisUp: () => loop.redisUp === true,
     watchedCounts: () => processWatcher?.current,
     metrics,
+    token: config.token,
   })
 
   try {
@@ -133,6 +136,12 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   const address = server.server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `http://${host}:${address.port}`
+  if (config.token === undefined && !isLoopback(address.address)) {
+    logger.warn(
+      { event: 'listen_without_token', listen: url },
+      `the local interface listens on ${url}, not on loopback, without AGENT_TOKEN: anyone who reaches it can set this node's counts; set AGENT_TOKEN or AGENT_LISTEN=127.0.0.1:${address.port}`,
+    )
+  }
 
   await processWatcher?.start()
   await loop.start()
