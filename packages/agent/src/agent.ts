@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { HeartbeatStore, createRedisConnection, redactUrl, waitForReady, type JobCounts, type RedisClient } from '@tornado/shared'
 import { pino, type Logger } from 'pino'
+import { AgentMetrics } from './agent-metrics.js'
 import type { AgentConfig } from './config.js'
 import { HeartbeatLoop, describeError, type BeatWriter } from './heartbeat-loop.js'
 import { HostInfoSource, type HostInfo } from './host-info.js'
@@ -12,6 +13,7 @@ import { ProcessMatcher } from './processes/process-rules.js'
 import { ProcessTable } from './processes/process-table.js'
 import { ProcessWatcher } from './processes/process-watcher.js'
 import { Simulator } from './simulator.js'
+import { isLoopback } from './token-auth.js'
 import { WorkerRegistry } from './workers/worker-registry.js'
 
 /**
@@ -34,6 +36,8 @@ export interface AgentDeps {
   monotonicNow?: () => number
   /** Replaces the process table scan when watching processes (tests). */
   scanProcesses?: () => Promise<JobCounts>
+  /** prom-client's process metrics on GET /metrics. Default true. */
+  processMetrics?: boolean
 }
 
 export interface Agent {
@@ -73,6 +77,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       stale_after_ms: config.staleAfterMs,
       interval_ms: config.intervalMs,
       listen: `${config.listen.host}:${config.listen.port}`,
+      agent_token: config.token === undefined ? 'unset' : 'set',
       simulate: config.simulate,
       watch_processes: config.watchProcesses,
       process_rules: config.watchProcesses ? (config.processRulesFile ?? 'built-in') : undefined,
@@ -104,11 +109,13 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     logger,
     onChange: () => loop.beatNow(),
   })
+  const metrics: AgentMetrics = new AgentMetrics({ counts: () => counts.total(), redisUp: () => loop.redisUp === true, processMetrics: deps.processMetrics })
   const loop = new HeartbeatLoop({
     store: deps.wrapStore ? deps.wrapStore(store) : store,
     intervalMs: config.intervalMs,
     logger,
     describeFailure,
+    observer: metrics,
     nextBeat: () => ({ nodeId, instanceId, ...hostInfo.current, counts: counts.forBeat(), agentTimeMs: Math.max(0, Math.round(clock())) }),
   })
   const simulator = config.simulate ? new Simulator({ onChange: (next) => counts.setSimulated(next), random: deps.random }) : undefined
@@ -120,6 +127,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     simulating: simulator !== undefined,
     redisUp: () => loop.redisUp === true,
     watchedCounts: () => processWatcher?.current,
+    metrics,
+    token: config.token,
   })
 
   try {
@@ -132,6 +141,12 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   const address = server.server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `http://${host}:${address.port}`
+  if (config.token === undefined && !isLoopback(address.address)) {
+    logger.warn(
+      { event: 'listen_without_token', listen: url },
+      `the local interface listens on ${url}, not on loopback, without AGENT_TOKEN: anyone who reaches it can set this node's counts; set AGENT_TOKEN or AGENT_LISTEN=127.0.0.1:${address.port}`,
+    )
+  }
 
   await processWatcher?.start()
   await loop.start()

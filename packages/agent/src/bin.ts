@@ -12,6 +12,8 @@ Writes this worker node's heartbeat (what it is downloading, muxing and uploadin
 HEARTBEAT_INTERVAL_MS, and takes the node's counts on a local HTTP interface:
   PUT /counts {"downloading":3,"muxing":1,"uploading":0}   GET /counts   GET /health
   PUT /workers/<id>/counts {...,"ttl_ms":10000}   DELETE /workers/<id>   GET /workers   GET /processes
+  GET /metrics (Prometheus). With AGENT_TOKEN set, every route but GET /health needs
+  the header "Authorization: Bearer <AGENT_TOKEN>".
 
 Options:
   --simulate             simulate a workload instead of taking PUT /counts (same as TORNADO_SIMULATE=1)

@@ -5,6 +5,9 @@ import { DEFAULT_PROCESS_RULES, loadProcessRules, type ProcessRules } from './pr
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
 
+export const MIN_TOKEN_LENGTH = 16
+export const MAX_TOKEN_LENGTH = 256
+
 /** Every variable the agent reads; names are the variable names, defaults and descriptions feed `--help`. */
 export const AgentEnv = Type.Object({
   ...StoreEnv,
@@ -26,6 +29,16 @@ export const AgentEnv = Type.Object({
     default: '127.0.0.1:7071',
     description: 'host:port of the local HTTP interface (PUT /counts), e.g. 127.0.0.1:7071',
   }),
+  AGENT_TOKEN: Type.Optional(
+    Type.String({
+      minLength: MIN_TOKEN_LENGTH,
+      maxLength: MAX_TOKEN_LENGTH,
+      // Printable ASCII without spaces: what an HTTP header carries unchanged (no trimming, no encoding).
+      pattern: '^[\\x21-\\x7E]+$',
+      description: `a secret of ${MIN_TOKEN_LENGTH} to ${MAX_TOKEN_LENGTH} printable ASCII characters, no spaces (e.g. openssl rand -hex 32); when set, every local route but GET /health needs "Authorization: Bearer <token>"`,
+      secret: true,
+    }),
+  ),
   TORNADO_SIMULATE: Type.Union([Type.Literal('0'), Type.Literal('1'), Type.Literal('false'), Type.Literal('true')], {
     default: '0',
     description: '1 or true: simulate a workload instead of taking PUT /counts (same as --simulate); 0 or false: off',
@@ -57,6 +70,8 @@ export interface AgentConfig {
   nodeId: string
   intervalMs: number
   listen: { host: string; port: number }
+  /** AGENT_TOKEN: when set, the local interface's routes (all but /health) need it. Never logged. */
+  token: string | undefined
   simulate: boolean
   /** Count running processes by executable name with `processRules`. */
   watchProcesses: boolean
@@ -100,6 +115,7 @@ export function loadConfig(env: Env, overrides: ConfigOverrides): AgentConfig {
     nodeId: vars.TORNADO_NODE_ID ?? nodeIdFromHostname(overrides.hostname),
     intervalMs: vars.HEARTBEAT_INTERVAL_MS,
     listen,
+    token: vars.AGENT_TOKEN,
     simulate: overrides.simulate === true || on(vars.TORNADO_SIMULATE),
     watchProcesses: overrides.watchProcesses === true || on(vars.TORNADO_WATCH_PROCESSES),
     processRules,

@@ -6,6 +6,19 @@ export interface BeatWriter {
   writeHeartbeat(beat: NodeHeartbeat): Promise<BeatResult>
 }
 
+/**
+ * What the loop tells about each beat (the agent's metrics listen here, so the loop stays free of them). Called
+ * synchronously after the beat settled; it must not throw.
+ */
+export interface BeatObserver {
+  /** A beat was written; `durationMs` is the store's round trip on the monotonic clock. */
+  written(durationMs: number): void
+  /** A beat failed (Redis unreachable, a command timed out, ...). */
+  failed(): void
+  /** The record held another live agent's beat (same node id) since this agent's previous one. */
+  duplicate(): void
+}
+
 export interface HeartbeatLoopOptions {
   store: BeatWriter
   intervalMs: number
@@ -16,6 +29,7 @@ export interface HeartbeatLoopOptions {
   monotonicNow?: () => number
   /** What to log about a failed beat; never a URL or password. Default: describeError. */
   describeFailure?: (err: unknown) => string
+  observer?: BeatObserver
 }
 
 /** How often a duplicate node id is reported again while it lasts. */
@@ -30,7 +44,10 @@ export const DUPLICATE_WARN_EVERY_MS = 10_000
 export class HeartbeatLoop {
   /** true after a beat succeeded, false after one failed, undefined before the first. */
   redisUp: boolean | undefined
+  /** Beats written. */
   beats = 0
+  /** Beats that failed. */
+  failures = 0
   private running = false
   private inFlight: Promise<void> | undefined
   private beatRequested = false
@@ -90,46 +107,57 @@ export class HeartbeatLoop {
 
   /** The one place a beat's outcome is handled; it never throws. */
   private async writeOnce(): Promise<void> {
-    const { logger } = this.options
+    const { logger, observer } = this.options
     let beat: NodeHeartbeat | undefined
+    let writtenInMs: number | undefined
+    let duplicate = false
     try {
       beat = this.options.nextBeat()
+      const started = this.now()
       const result = await this.options.store.writeHeartbeat(beat)
+      writtenInMs = this.now() - started
       this.beats++
       if (this.redisUp === false) logger.info({ event: 'redis_recovered' }, 'redis is reachable again; heartbeat written')
       this.redisUp = true
-      this.checkPreviousWriter(beat, result)
+      duplicate = this.checkPreviousWriter(beat, result)
       if (result.dropped > 0) logger.warn({ event: 'garbage_dropped', dropped: result.dropped }, 'dropped malformed heartbeat records found in redis')
     } catch (err) {
+      this.failures++
       if (this.redisUp !== false) {
         const describe = this.options.describeFailure ?? describeError
         logger.warn({ event: 'redis_down', err: describe(err) }, 'cannot write heartbeat, redis unreachable; retrying every beat')
       }
       this.redisUp = false
     }
+    // Outside the try: an observer's mistake must not count as a failed beat.
+    if (writtenInMs === undefined) observer?.failed()
+    else observer?.written(writtenInMs)
+    if (duplicate) observer?.duplicate()
   }
 
-  private checkPreviousWriter(beat: NodeHeartbeat, result: BeatResult): void {
+  /** Logs another writer of this node id's record; true when that was another live agent (not a previous run). */
+  private checkPreviousWriter(beat: NodeHeartbeat, result: BeatResult): boolean {
     const first = !this.wroteOnce
     this.wroteOnce = true
     const other = result.previousInstanceId
-    if (other === '' || other === beat.instanceId) return
+    if (other === '' || other === beat.instanceId) return false
     const { logger } = this.options
     const details = { node_id: beat.nodeId, other_instance: other, other_age_ms: result.previousAgeMs }
     if (first) {
       // Usually this node's previous run (a crash or restart); a second sighting below means it is alive.
       logger.warn({ event: 'replaced_previous_run', ...details }, 'replacing the record of a previous run of this node id')
-      return
+      return false
     }
     this.duplicatesSinceLog++
     const now = this.now()
-    if (now - this.lastDuplicateLogMs < DUPLICATE_WARN_EVERY_MS) return
+    if (now - this.lastDuplicateLogMs < DUPLICATE_WARN_EVERY_MS) return true
     logger.error(
       { event: 'duplicate_node_id', ...details, overwrites: this.duplicatesSinceLog },
       `node id ${beat.nodeId} is already beating from another agent; both overwrite one record and the totals are wrong. Set TORNADO_NODE_ID to a unique id on each node`,
     )
     this.lastDuplicateLogMs = now
     this.duplicatesSinceLog = 0
+    return true
   }
 }
 

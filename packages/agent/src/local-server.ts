@@ -3,6 +3,7 @@ import { Type } from 'typebox'
 import { ErrorBody, JobCounts, MAX_JOB_COUNT } from '@tornado/shared'
 import type { Logger } from 'pino'
 import type { NodeCounts } from './node-counts.js'
+import { requireToken } from './token-auth.js'
 import { DEFAULT_WORKER, MAX_TTL_MS, MIN_TTL_MS } from './workers/worker-registry.js'
 import { refuseReport, registerWorkerRoutes } from './workers/worker-routes.js'
 
@@ -17,6 +18,10 @@ export interface LocalServerOptions {
   redisUp: () => boolean
   /** The last process scan's counts, or undefined when the agent does not watch processes. */
   watchedCounts: () => JobCounts | undefined
+  /** GET /metrics: Prometheus text (AgentMetrics). */
+  metrics: { contentType: string; render(): Promise<string> }
+  /** AGENT_TOKEN: when set, every route but GET /health needs it (404s too, so routes cannot be probed). */
+  token?: string
 }
 
 const Health = Type.Object({
@@ -44,6 +49,7 @@ export function buildLocalServer(options: LocalServerOptions) {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
   })
   app.removeContentTypeParser('text/plain') // JSON only
+  if (options.token !== undefined) app.addHook('onRequest', requireToken(options.token))
 
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]}` })
@@ -59,6 +65,8 @@ export function buildLocalServer(options: LocalServerOptions) {
     node_id: options.nodeId,
     redis: options.redisUp() ? ('up' as const) : ('down' as const),
   }))
+
+  app.get('/metrics', async (_request, reply) => reply.type(options.metrics.contentType).send(await options.metrics.render()))
 
   app.get('/counts', { schema: { response: { 200: JobCounts } } }, async () => options.counts.total())
 

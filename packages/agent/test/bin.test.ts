@@ -62,6 +62,8 @@ t.test('--help, --version, a bad option, a bad variable and a bad rules file', a
   t.equal((await help.exit).code, 0)
   for (const name of ['--simulate', '--watch-processes', '--help', '--version', ...Object.keys(AgentEnv.properties)]) t.match(help.stdout(), name)
   t.match(help.stdout(), 'HEARTBEAT_INTERVAL_MS    milliseconds between heartbeats, an integer from 100 to 60000 (default: 1000)')
+  t.match(help.stdout(), 'AGENT_TOKEN              a secret of 16 to 256 printable ASCII characters, no spaces (e.g. openssl rand -hex 32); when set, every local route but GET /health needs "Authorization: Bearer <token>"\n')
+  t.match(help.stdout(), 'GET /metrics (Prometheus). With AGENT_TOKEN set, every route but GET /health needs')
   t.match(help.stdout(), 'AGENT_LISTEN             host:port of the local HTTP interface (PUT /counts), e.g. 127.0.0.1:7071 (default: 127.0.0.1:7071)')
 
   t.equal((await version.exit).code, 0)

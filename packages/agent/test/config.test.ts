@@ -2,6 +2,9 @@ import t from 'tap'
 import { ConfigError } from '@tornado/shared'
 import { DEFAULT_PROCESS_RULES, describeVariables, loadConfig, nodeIdFromHostname } from '../src/index.js'
 
+const TOKEN_RULE =
+  'a secret of 16 to 256 printable ASCII characters, no spaces (e.g. openssl rand -hex 32); when set, every local route but GET /health needs "Authorization: Bearer <token>"'
+
 const load = (env: Record<string, string>, simulate?: boolean) => loadConfig(env, { hostname: 'worker-7.example.com', simulate })
 
 t.test('defaults', async (t) => {
@@ -12,6 +15,7 @@ t.test('defaults', async (t) => {
     nodeId: 'worker-7.example.com',
     intervalMs: 1000,
     listen: { host: '127.0.0.1', port: 7071 },
+    token: undefined,
     simulate: false,
     watchProcesses: false,
     processRules: DEFAULT_PROCESS_RULES,
@@ -30,6 +34,7 @@ t.test('every variable is read', async (t) => {
       TORNADO_NODE_ID: 'gpu-box@rack1',
       HEARTBEAT_INTERVAL_MS: '250',
       AGENT_LISTEN: '0.0.0.0:9000',
+      AGENT_TOKEN: 'a'.repeat(16),
       TORNADO_SIMULATE: 'true',
       TORNADO_WATCH_PROCESSES: '1',
       LOG_LEVEL: 'debug',
@@ -41,6 +46,7 @@ t.test('every variable is read', async (t) => {
       nodeId: 'gpu-box@rack1',
       intervalMs: 250,
       listen: { host: '0.0.0.0', port: 9000 },
+      token: 'a'.repeat(16),
       simulate: true,
       watchProcesses: true,
       processRules: DEFAULT_PROCESS_RULES,
@@ -74,6 +80,8 @@ t.test('every variable is read', async (t) => {
     password: 'sentinel-pw',
   })
   t.equal(load({ REDIS_SENTINEL_NAME: 'tornado' }).redisSentinel, undefined, 'no REDIS_SENTINELS: no Sentinel')
+  t.equal(load({ AGENT_TOKEN: '' }).token, undefined, 'an empty AGENT_TOKEN is unset')
+  t.equal(load({ AGENT_TOKEN: 'x'.repeat(256) }).token, 'x'.repeat(256))
 })
 
 t.test('a bad variable stops start-up with a message naming it', async (t) => {
@@ -97,6 +105,10 @@ t.test('a bad variable stops start-up with a message naming it', async (t) => {
     [{ REDIS_SENTINELS: 's1:26379', REDIS_CLUSTER_NODES: 'a:7000' }, 'REDIS_CLUSTER_NODES and REDIS_SENTINELS are both set: use one (Redis Cluster or Sentinel)'],
     [{ REDIS_SENTINELS: 's1:26379', REDIS_SENTINEL_NAME: 'my master' }, 'REDIS_SENTINEL_NAME="my master" is invalid: the name the Sentinels monitor the primary under'],
     [{ REDIS_URL: 'http://:secret@host' }, 'REDIS_URL=(value hidden) is invalid: a redis:// or rediss:// URL, e.g. redis://:password@host:6379/0'],
+    [{ AGENT_TOKEN: 'fifteen-chars-x' }, `AGENT_TOKEN=(value hidden) is invalid: ${TOKEN_RULE}`],
+    [{ AGENT_TOKEN: 'x'.repeat(257) }, `AGENT_TOKEN=(value hidden) is invalid: ${TOKEN_RULE}`],
+    [{ AGENT_TOKEN: 'sixteen chars ok' }, `AGENT_TOKEN=(value hidden) is invalid: ${TOKEN_RULE}`],
+    [{ AGENT_TOKEN: 'sixteen-chars-é!' }, `AGENT_TOKEN=(value hidden) is invalid: ${TOKEN_RULE}`],
   ]
   for (const [env, message] of cases) {
     const err = (() => {
@@ -135,6 +147,7 @@ t.test('--help describes every variable with its default', async (t) => {
     'TORNADO_NODE_ID',
     'HEARTBEAT_INTERVAL_MS',
     'AGENT_LISTEN',
+    'AGENT_TOKEN',
     'TORNADO_SIMULATE',
     'TORNADO_WATCH_PROCESSES',
     'TORNADO_PROCESS_RULES',
@@ -143,4 +156,5 @@ t.test('--help describes every variable with its default', async (t) => {
   t.match(lines[names.indexOf('HEARTBEAT_INTERVAL_MS')], /\(default: 1000\)$/)
   t.match(lines[names.indexOf('AGENT_LISTEN')], /\(default: 127\.0\.0\.1:7071\)$/)
   t.match(lines[names.indexOf('REDIS_SENTINEL_NAME')], /\(default: mymaster\)$/)
+  t.equal(lines[names.indexOf('AGENT_TOKEN')], `  AGENT_TOKEN              ${TOKEN_RULE}`, 'no default shown: unset means no token')
 })

@@ -9,6 +9,8 @@ export type StageCounts = Record<Stage, number>
 const STAGES: readonly Stage[] = ['downloading', 'muxing', 'uploading']
 /** The agent's rule for worker ids (WORKER_ID_PATTERN), checked here so a typo fails at start, not on every report. */
 const WORKER_ID = /^[A-Za-z0-9._:-]{1,64}$/
+/** What AGENT_TOKEN may hold (the agent checks its length); anything else could not travel in a header anyway. */
+const TOKEN = /^[\x21-\x7E]+$/
 
 export interface ReporterLogger {
   warn(message: string): void
@@ -18,6 +20,11 @@ export interface ReporterLogger {
 export interface ReporterOptions {
   /** The agent's local interface. Default http://127.0.0.1:7071 (the agent's default AGENT_LISTEN). */
   url?: string
+  /**
+   * The agent's AGENT_TOKEN, when it has one: sent as `Authorization: Bearer <token>`. Default (or ''): none. It appears in
+   * no log line; a wrong one makes every report fail with 401 (logged once, like an unreachable agent).
+   */
+  token?: string
   /** This worker's id on the node, unique among its workers: letters, digits and . _ : -, up to 64. */
   workerId: string
   /** The lease: the agent drops this worker's counts after this long without a report. 1000 to 300000, default 10000. */
@@ -49,6 +56,7 @@ export function createReporter(options: ReporterOptions): Reporter {
 class AgentReporter implements Reporter {
   private readonly current: StageCounts = { downloading: 0, muxing: 0, uploading: 0 }
   private readonly workerUrl: string
+  private readonly headers: Record<string, string>
   private readonly ttlMs: number
   private readonly retryMs: number
   private readonly requestTimeoutMs: number
@@ -71,6 +79,13 @@ class AgentReporter implements Reporter {
     }
     const base = new URL(options.url ?? 'http://127.0.0.1:7071') // throws on a malformed URL
     this.workerUrl = new URL(`workers/${options.workerId}`, base.href.endsWith('/') ? base : `${base.href}/`).href
+    // '' is no token, as an empty AGENT_TOKEN is unset for the agent: `token: process.env.AGENT_TOKEN` just works.
+    const token = options.token === '' ? undefined : options.token
+    if (token !== undefined && !TOKEN.test(token)) {
+      // The token itself is not shown: it is a secret even when malformed.
+      throw new TypeError('token is invalid: use the agent\'s AGENT_TOKEN, printable ASCII characters without spaces')
+    }
+    this.headers = token === undefined ? {} : { authorization: `Bearer ${token}` }
     this.retryMs = options.retryMs ?? 1000
     this.requestTimeoutMs = options.requestTimeoutMs ?? 2000
     this.logger = options.logger ?? console
@@ -103,7 +118,7 @@ class AgentReporter implements Reporter {
     clearTimeout(this.retryTimer)
     await this.sending
     try {
-      const response = await fetch(this.workerUrl, { method: 'DELETE', signal: AbortSignal.timeout(this.requestTimeoutMs) })
+      const response = await fetch(this.workerUrl, { method: 'DELETE', headers: this.headers, signal: AbortSignal.timeout(this.requestTimeoutMs) })
       await response.body?.cancel()
     } catch (err) {
       // The agent is away: it drops this worker when the lease runs out.
@@ -133,7 +148,7 @@ class AgentReporter implements Reporter {
     try {
       const response = await fetch(`${this.workerUrl}/counts`, {
         method: 'PUT',
-        headers: { 'content-type': 'application/json' },
+        headers: { ...this.headers, 'content-type': 'application/json' },
         body: JSON.stringify({ ...this.current, ttl_ms: this.ttlMs }),
         signal: AbortSignal.timeout(this.requestTimeoutMs),
       })
