@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { chromium, type Page } from 'playwright-core'
 import { freePort, RedisServer } from '@tornado/shared/testing'
+import { runKeysCommand } from '../../packages/api/src/keys-cli.js'
 import { listeningUrl, startProcess, until } from './processes.js'
 
 // The dashboard as an operator sees it: Debian's chromium (headless, driven by playwright-core) on the page the
@@ -68,6 +69,7 @@ t.test('the dashboard in headless Chromium', async (t) => {
   const common = { REDIS_URL: redis.url, LOG_LEVEL: 'info' }
   // A fixed port, so that a restarted API is found by the page where the old one was.
   const apiEnv = { ...common, TORNADO_API_KEYS: API_KEY, PORT: String(await freePort()), HOST: '127.0.0.1' }
+  const suite = t
   let api = startProcess(t, 'api', apiEnv)
   const agents = await Promise.all(
     ['node-a', 'node-b'].map(async (nodeId) => {
@@ -199,7 +201,8 @@ t.test('the dashboard in headless Chromium', async (t) => {
     await page.waitForFunction(() => document.querySelector('#problem')?.checkVisibility() === true, null, { timeout: 5_000 })
     t.match(await page.textContent('#problem'), /^(Lost the connection to the API\. Reconnecting…|The API cannot be reached\. Retrying…)$/)
     await page.screenshot({ path: `${ARTIFACTS}dashboard-api-down.png`, fullPage: true })
-    api = startProcess(t, 'api', apiEnv)
+    // Owned by the whole file's test, not this subtest: its teardown would kill the API before the next subtests.
+    api = startProcess(suite, 'api', apiEnv)
     await listeningUrl(api)
     await page.waitForFunction(() => !document.querySelector('#problem')?.checkVisibility() && !document.body.classList.contains('is-stale'), null, {
       timeout: 5_000,
@@ -217,6 +220,27 @@ t.test('the dashboard in headless Chromium', async (t) => {
     await new Promise((resolve) => setTimeout(resolve, 1_500))
     t.same(requests.slice(before), [], 'no request after logging out')
     t.ok(requests.includes('DELETE /dashboard/session'), 'the cookie was cleared')
+  })
+
+  await t.test('a key revoked while the page streams: the page stops and asks for a key again', async (t) => {
+    let out = ''
+    let err = ''
+    const keys = (...argv: string[]) => runKeysCommand(argv, { REDIS_URL: redis.url }, { out: (s) => (out += s), err: (s) => (err += s) })
+    t.equal(await keys('create', '--name', 'wall screen'), 0)
+    const key = out.trim()
+    const id = /^Created key ([0-9a-f]{16}) /.exec(err)?.[1] ?? ''
+    await page.fill('#api-key', key)
+    await page.click('#login button[type="submit"]')
+    await page.waitForFunction(() => document.querySelector('#total-downloading')?.textContent === '9', null, { timeout: 5_000 })
+    t.equal(await keys('revoke', id), 0)
+    const revokedAt = Date.now()
+    await page.waitForFunction(() => document.querySelector('#login-error')?.textContent !== '', null, { timeout: 5_000 })
+    // The stream's last event says why, and the page starts over at once rather than after the stream's 2 s retry.
+    const tookMs = Date.now() - revokedAt
+    t.ok(tookMs < 2_000, `back at the login form ${tookMs} ms after the revoke`)
+    t.equal(await page.textContent('#login-error'), 'Wrong API key: the API rejected it. Check the key and try again.')
+    t.equal(await visible(page, '#dashboard'), false)
+    t.equal(await page.evaluate(() => sessionStorage.length), 0, 'the revoked key is forgotten')
   })
 
   t.same(pageErrors, [], 'no script error on the page')

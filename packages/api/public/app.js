@@ -108,6 +108,11 @@ function openStream(mine) {
   source.addEventListener('error', (event) => {
     if (mine !== attempt) return
     if (typeof event.data === 'string') {
+      if (JSON.parse(event.data).error !== 'Redis unavailable') {
+        // The server ended the stream for good (its key was revoked): start over, which shows why.
+        disconnect()
+        return connect()
+      }
       // The server's own error event: the API is up, Redis is not. The stream stays open.
       showProblem('Redis is unavailable. The API keeps retrying; the figures below are the last ones received.')
       setText(el.connection, 'Connected, Redis unavailable')

@@ -85,7 +85,7 @@ export function aclUser(role: AclRole, prefix: string, options: AclOptions = {})
       selectors: [
         { commands: ['zadd', 'zscore', 'zrem', 'zrange', 'zrangebyscore', 'zcard', 'type', 'del'], keys: rw(hb.nodes) },
         { commands: ['get', 'set', 'del'], keys: rw(hb.records) },
-        { commands: ['hmget', 'hincrby', 'hset', 'del'], keys: rw(hb.totals) },
+        { commands: ['hmget', 'hincrby', 'hset', 'del', 'exists'], keys: rw(hb.totals) },
       ],
     }
   }
@@ -99,7 +99,7 @@ export function aclUser(role: AclRole, prefix: string, options: AclOptions = {})
       selectors: [
         { commands: ['zrem', 'zrange', 'zrangebyscore', 'zcard', 'type', 'del'], keys: rw(hb.nodes) },
         { commands: ['get', 'del'], keys: rw(hb.records) },
-        { commands: ['hmget', 'hincrby', 'hset', 'del'], keys: rw(hb.totals) },
+        { commands: ['hmget', 'hincrby', 'hset', 'del', 'exists'], keys: rw(hb.totals) },
         { commands: ['hkeys'], keys: [`%R~${apiKeys.byDigest}`] },
       ],
     }

@@ -5,6 +5,9 @@ import type { ClusterTotals, NodeList } from '@tornado/shared'
  * The reads behind the dashboard routes and the stream, with what each caller needs around them: Redis's
  * availability updated from the outcome, garbage drops logged, and a failure turned into 503 "Redis unavailable".
  */
+/** Snapshots whose drops were logged: many requests share one coalesced read, its drops are logged once. */
+const dropsLogged = new WeakSet<object>()
+
 async function throughRedis<T extends { dropped: number }>(fastify: FastifyInstance, log: FastifyBaseLogger, read: () => Promise<T>): Promise<T> {
   let snapshot: T
   try {
@@ -14,7 +17,10 @@ async function throughRedis<T extends { dropped: number }>(fastify: FastifyInsta
     throw fastify.httpErrors.serviceUnavailable('Redis unavailable')
   }
   fastify.redisAvailability.markUp()
-  if (snapshot.dropped > 0) log.warn({ dropped: snapshot.dropped }, 'dropped garbage heartbeat records from the store')
+  if (snapshot.dropped > 0 && !dropsLogged.has(snapshot)) {
+    dropsLogged.add(snapshot)
+    log.warn({ dropped: snapshot.dropped }, 'dropped garbage heartbeat records from the store')
+  }
   return snapshot
 }
 

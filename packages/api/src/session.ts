@@ -5,7 +5,8 @@ import { createHmac, timingSafeEqual } from 'node:crypto'
  * in access logs and browser history. `POST /dashboard/session` (with the key in the header) sets an HttpOnly cookie
  * holding `<expiry ms>.<HMAC-SHA256 of the expiry>`, keyed by the SHA-256 digest of the key that asked for it.
  * Stateless: any replica configured with that key accepts the token, and removing the key from TORNADO_API_KEYS
- * invalidates every token it made. Nothing is stored, so a token cannot be revoked before it expires: keep it short.
+ * invalidates every token it made, as revoking a Redis-managed key does (and ends the streams its tokens opened).
+ * Nothing is stored, so a token cannot be revoked on its own, only with its key: keep it short.
  */
 export const SESSION_COOKIE = 'tornado_session'
 export const SESSION_TTL_MS = 15 * 60_000
@@ -24,18 +25,31 @@ export function createSessionToken(keyDigest: Buffer, expiresAtMs: number): stri
 
 /**
  * The token's expiry (ms since the epoch) when it is unexpired, not dated further ahead than a fresh one could be,
- * and signed with one of the digests; else undefined. Every digest is tried without stopping at a match, each
- * comparison in constant time, so the time taken says nothing about which key (if any) made the token.
+ * and signed with one of the digests; else undefined.
  */
 export function verifySessionToken(token: string, keyDigests: readonly Buffer[], nowMs: number): number | undefined {
+  return sessionSigner(token, keyDigests, nowMs)?.expiresAtMs
+}
+
+/**
+ * As verifySessionToken, with the digest of the key that signed the token: a stream opened with the session ends
+ * when that key is revoked. Every digest is tried without stopping at a match, each comparison in constant time,
+ * so the time taken says nothing about which key (if any) made the token.
+ */
+export function sessionSigner(
+  token: string,
+  keyDigests: readonly Buffer[],
+  nowMs: number,
+): { expiresAtMs: number; keyDigest: Buffer } | undefined {
   const match = TOKEN_FORMAT.exec(token)
   if (!match) return undefined
   const expiresAtMs = Number(match[1])
   const presented = Buffer.from(match[2]!, 'latin1')
-  let signed = false
+  let signer: Buffer | undefined
   for (const digest of keyDigests) {
-    signed = timingSafeEqual(presented, Buffer.from(mac(digest, expiresAtMs), 'latin1')) || signed
+    const signed = timingSafeEqual(presented, Buffer.from(mac(digest, expiresAtMs), 'latin1'))
+    signer = signed ? digest : signer
   }
   const fresh = expiresAtMs > nowMs && expiresAtMs <= nowMs + SESSION_TTL_MS + CLOCK_SKEW_MS
-  return signed && fresh ? expiresAtMs : undefined
+  return signer && fresh ? { expiresAtMs, keyDigest: signer } : undefined
 }

@@ -66,7 +66,7 @@ t.test('GET /dashboard/cluster on a real redis-server', async (t) => {
     const warnings = api.logs.withMessage('dropped garbage heartbeat records from the store')
     t.equal(warnings.length, 1)
     t.equal(warnings[0]?.level, 40)
-    t.equal(warnings[0]?.dropped, 1)
+    t.equal(warnings[0]?.dropped, 2, 'the bad record, and the totals hash with a garbage field')
   })
 })
 
@@ -93,4 +93,15 @@ t.test('STALE_AFTER_MS sets the cut-off', async (t) => {
   await setHeartbeatAge(api, 'six-s', 6_000)
   await setHeartbeatAge(api, 'four-s', 4_000)
   t.same((await get(`${api.url}/dashboard/cluster`, auth)).body, totals(3, 1, 1))
+})
+
+t.test('requests sharing one read log its drops once', async (t) => {
+  const api = await startTestApi(t, { TOTALS_CACHE_MS: '5000' })
+  await api.agentStore.writeHeartbeat(heartbeat('good', { downloading: 4, muxing: 2, uploading: 1 }))
+  await api.raw.hset(shardKeys(api.config.layout, 0).totals, 'muxing', 'garbage')
+  const responses = await Promise.all([1, 2, 3, 4].map(() => get(`${api.url}/dashboard/cluster`, auth)))
+  responses.push(await get(`${api.url}/dashboard/cluster`, auth)) // from the reuse window
+  t.same(responses.map((res) => res.body), Array(5).fill(totals(4, 2, 1)))
+  const warnings = api.logs.withMessage('dropped garbage heartbeat records from the store')
+  t.same(warnings.map((warning) => warning.dropped), [1], 'one line for the one read that dropped it')
 })

@@ -12,7 +12,8 @@ import { MAX_JOB_COUNT } from './schemas.js'
  * every member has a valid record. A beat adds the node's change in counts; pruning a stale node (or removing one
  * on shutdown) subtracts its last counts. So reading the totals costs O(nodes pruned since the last read), never
  * O(fleet). Anything that breaks the invariant from outside (garbage written under the prefix) is detected on the
- * spot, dropped, and the shard is recounted; scripts report how many records they dropped so callers can log it.
+ * spot, dropped, and the shard is recounted; scripts report how many records they dropped (a node set or totals key
+ * of the wrong type or with garbage values counts as one) so callers can log it.
  */
 
 const PRELUDE = `
@@ -76,12 +77,42 @@ local function addToTotals(key, sign, counts)
   return true
 end
 
--- Rebuilds the totals from the members' records, dropping members whose record is garbage.
+-- A key of the wrong type where the node set belongs: its members would be lost, but every record says when its
+-- node was last seen, so the set is rebuilt from the records, garbage ones dropped. One SCAN of the keyspace,
+-- only ever after such damage. A least-privilege user (README: Redis ACL users) may not SCAN, nor the API's ZADD:
+-- then the set is only emptied, and each live node is back in it, and in the totals, with its next beat.
+-- Returns the records dropped.
+local function rebuildMembers(nodesKey, nodePrefix)
+  redis.call('DEL', nodesKey)
+  if redis.acl_check_cmd and not (redis.acl_check_cmd('SCAN', '0') and redis.acl_check_cmd('ZADD', nodesKey, '0', 'x')) then
+    return 0
+  end
+  local dropped = 0
+  local cursor = '0'
+  repeat
+    local reply = redis.call('SCAN', cursor, 'MATCH', nodePrefix .. '*', 'COUNT', 1000)
+    cursor = reply[1]
+    for _, key in ipairs(reply[2]) do
+      local rec = readRecord(key)
+      if rec then
+        redis.call('ZADD', nodesKey, rec[5], string.sub(key, #nodePrefix + 1))
+      elseif redis.call('DEL', key) == 1 then -- SCAN may return a key twice: count it once
+        dropped = dropped + 1
+      end
+    end
+  until cursor == '0'
+  return dropped
+end
+
+-- Rebuilds the totals from the members' records, dropping members whose record is garbage; a node set or totals
+-- key that was garbage itself counts as one more dropped.
 -- O(members of this shard): runs only when asked for, or when garbage was found. Returns {d, m, u, dropped}.
 local function recount(nodesKey, totalsKey, nodePrefix)
-  if redis.call('TYPE', nodesKey)['ok'] ~= 'zset' then redis.call('DEL', nodesKey) end
-  local sums = { 0, 0, 0 }
   local dropped = 0
+  local nodesType = redis.call('TYPE', nodesKey)['ok']
+  if nodesType ~= 'zset' and nodesType ~= 'none' then dropped = 1 + rebuildMembers(nodesKey, nodePrefix) end
+  if redis.call('EXISTS', totalsKey) == 1 and not readTotals(totalsKey) then dropped = dropped + 1 end
+  local sums = { 0, 0, 0 }
   for _, id in ipairs(redis.call('ZRANGE', nodesKey, 0, -1)) do
     local rec = readRecord(nodePrefix .. id)
     if rec then
@@ -163,20 +194,22 @@ end
 local now = nowMs()
 local record = table.concat({ counts[1], counts[2], counts[3], now, ARGV[8], instanceId, ARGV[4], ARGV[3] }, '|')
 local old = redis.pcall('SET', nodeKey, record, 'GET')
+local dropped = 0
 if type(old) == 'table' and old.err then
   redis.call('DEL', nodeKey) -- a key of the wrong type where our record belongs
   redis.call('SET', nodeKey, record)
   old = false
+  dropped = 1
 end
 
 -- ZADD answers 1 when the node was not a member: then nothing of its old record is in the totals.
 local added = redis.pcall('ZADD', nodesKey, now, nodeId)
-local previousInstance, previousAge, dropped = '', -1, 0
+local previousInstance, previousAge = '', -1
 local needRecount = type(added) ~= 'number'
 if not needRecount and added == 0 then
   local previous = parseRecord(old)
   if previous == nil then
-    dropped = 1 -- a member whose record was garbage: its share of the totals is unknown
+    dropped = 1 -- a member whose record was garbage (or missing): its share of the totals is unknown
     needRecount = true
   else
     previousInstance = previous[4]
@@ -187,9 +220,12 @@ elseif not needRecount then
   needRecount = not addToTotals(totalsKey, 1, counts)
 end
 if needRecount then
-  if redis.call('TYPE', nodesKey)['ok'] ~= 'zset' then redis.call('DEL', nodesKey) end
-  redis.call('ZADD', nodesKey, now, nodeId)
   dropped = dropped + recount(nodesKey, totalsKey, nodePrefix)[4]
+  -- A node set of the wrong type was emptied rather than rebuilt (no right to SCAN): this node joins it again.
+  if not redis.call('ZSCORE', nodesKey, nodeId) then
+    redis.call('ZADD', nodesKey, now, nodeId)
+    addToTotals(totalsKey, 1, counts)
+  end
 end
 
 -- One beat in eight also prunes a few stale nodes, so records stay bounded even when no API reads.

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { HeartbeatStore, shardKeys, heartbeatKey, type NodeHeartbeat, type JobCounts } from '../src/index.js'
+import { createRedisClient, waitForReady, HeartbeatStore, shardKeys, heartbeatKey, type NodeHeartbeat, type JobCounts } from '../src/index.js'
 import { privateRedis } from './helper.js'
 
 const layout = { prefix: 'tornado', shards: 1 }
@@ -15,7 +15,7 @@ const beat = (nodeId: string, counts: JobCounts, instanceId = `i-${nodeId}`): No
 })
 
 t.test('heartbeat store on a real redis-server', async (t) => {
-  const { redis, raw } = await privateRedis(t)
+  const { server, redis, raw } = await privateRedis(t)
   const store = new HeartbeatStore(redis, layout, 30_000)
 
   t.beforeEach(async () => {
@@ -106,9 +106,12 @@ t.test('heartbeat store on a real redis-server', async (t) => {
     await raw.set(keys.totals, 'not a hash')
     const healed = await store.readTotals()
     t.same(healed.totals, { total_downloading: 5, total_muxing: 1, total_uploading: 5 })
+    t.equal(healed.dropped, 1, 'the totals key of the wrong type counts as dropped')
 
     await raw.hset(keys.totals, 'downloading', '1e300')
-    t.same((await store.readTotals()).totals, { total_downloading: 5, total_muxing: 1, total_uploading: 5 })
+    const huge = await store.readTotals()
+    t.same(huge.totals, { total_downloading: 5, total_muxing: 1, total_uploading: 5 })
+    t.equal(huge.dropped, 1)
 
     await raw.del(heartbeatKey(layout, 'b'))
     await raw.set(heartbeatKey(layout, 'b'), 'wrong type')
@@ -121,5 +124,59 @@ t.test('heartbeat store on a real redis-server', async (t) => {
     const back = await store.writeHeartbeat(beat('b', { downloading: 2, muxing: 0, uploading: 5 }))
     t.equal(back.previousInstanceId, '')
     t.same((await store.readTotals()).totals, { total_downloading: 5, total_muxing: 1, total_uploading: 5 })
+  })
+
+  t.test('a node set of the wrong type is rebuilt from the records: no good node is lost', async (t) => {
+    await store.writeHeartbeat(beat('a', { downloading: 3, muxing: 1, uploading: 0 }))
+    await store.writeHeartbeat(beat('b', { downloading: 2, muxing: 0, uploading: 5 }))
+    await raw.set(`${keys.nodePrefix}junk`, '{"downloading":')
+    await raw.del(keys.nodes)
+    await raw.set(keys.nodes, 'not a zset')
+    const read = await store.readTotals()
+    t.same(read.totals, { total_downloading: 5, total_muxing: 1, total_uploading: 5 })
+    t.equal(read.dropped, 2, 'the node set and the garbage record found while rebuilding it')
+    t.same((await raw.zrange(keys.nodes, 0, -1)).sort(), ['a', 'b'])
+    t.equal(await raw.exists(`${keys.nodePrefix}junk`), 0)
+    const stored = await store.readNode('b')
+    t.ok(stored && stored.lastSeenMs === Number((await raw.get(heartbeatKey(layout, 'b')))!.split('|')[3]), 'last seen as the record says')
+
+    // The same damage found by a beat rather than a read.
+    await raw.del(keys.nodes)
+    await raw.hset(keys.nodes, 'a', '1')
+    const result = await store.writeHeartbeat(beat('a', { downloading: 4, muxing: 1, uploading: 0 }))
+    t.equal(result.dropped, 1)
+    t.same((await store.readTotals()).totals, { total_downloading: 6, total_muxing: 1, total_uploading: 5 })
+    t.same((await raw.zrange(keys.nodes, 0, -1)).sort(), ['a', 'b'])
+  })
+
+  t.test('a user who may not SCAN: a node set of the wrong type is emptied, and each node rejoins with its beat', async (t) => {
+    await store.writeHeartbeat(beat('a', { downloading: 3, muxing: 1, uploading: 0 }))
+    await store.writeHeartbeat(beat('b', { downloading: 2, muxing: 0, uploading: 5 }))
+    await raw.call('ACL', 'SETUSER', 'no-scan', 'reset', 'on', '>no-scan-pw', '~*', '+@all', '-scan')
+    t.teardown(() => raw.call('ACL', 'DELUSER', 'no-scan'))
+    const limited = createRedisClient(`redis://no-scan:no-scan-pw@127.0.0.1:${server.port}`)
+    t.teardown(() => limited.disconnect())
+    t.equal(await waitForReady(limited, 5000), true)
+    const limitedStore = new HeartbeatStore(limited, layout, 30_000)
+    await raw.del(keys.nodes)
+    await raw.set(keys.nodes, 'not a zset')
+
+    const result = await limitedStore.writeHeartbeat(beat('a', { downloading: 4, muxing: 1, uploading: 0 }))
+    t.equal(result.dropped, 1, 'the node set of the wrong type')
+    t.same((await raw.zrange(keys.nodes, 0, -1)).sort(), ['a'], 'emptied, not rebuilt; the beating node is back')
+    t.same((await limitedStore.readTotals()).totals, { total_downloading: 4, total_muxing: 1, total_uploading: 0 })
+    await limitedStore.writeHeartbeat(beat('b', { downloading: 2, muxing: 0, uploading: 5 }))
+    t.same((await limitedStore.readTotals()).totals, { total_downloading: 6, total_muxing: 1, total_uploading: 5 }, 'b rejoined with its beat')
+    t.same(await raw.call('ACL', 'LOG'), [], 'nothing was refused: the scripts asked first')
+  })
+
+  t.test('a record key of the wrong type counts as one dropped, whether or not its node was a member', async (t) => {
+    await store.writeHeartbeat(beat('a', { downloading: 3, muxing: 1, uploading: 0 }))
+    await raw.del(heartbeatKey(layout, 'a'))
+    await raw.hset(heartbeatKey(layout, 'a'), 'downloading', '3')
+    t.equal((await store.writeHeartbeat(beat('a', { downloading: 1, muxing: 1, uploading: 0 }))).dropped, 1)
+    await raw.hset(heartbeatKey(layout, 'new'), 'downloading', '3')
+    t.equal((await store.writeHeartbeat(beat('new', { downloading: 2, muxing: 0, uploading: 0 }))).dropped, 1)
+    t.same((await store.readTotals()).totals, { total_downloading: 3, total_muxing: 1, total_uploading: 0 })
   })
 })

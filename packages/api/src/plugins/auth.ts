@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { ApiKeyStore, GENERATED_KEY_FORMAT } from '../api-keys.js'
 import { coalesce } from '../coalesce.js'
 import { sha256 } from '../config.js'
-import { SESSION_COOKIE, verifySessionToken } from '../session.js'
+import { SESSION_COOKIE, sessionSigner, verifySessionToken } from '../session.js'
 
 export interface AuthPluginOptions {
   /** SHA-256 digests of the keys in TORNADO_API_KEYS. */
@@ -24,12 +24,20 @@ declare module 'fastify' {
      * only and when no header is sent, without a valid session cookie; 429 once the client address failed too often.
      */
     verifyApiKey: (request: FastifyRequest) => Promise<void>
+    /**
+     * Calls onRevoked once when the Redis-managed key that let this request in (by its header or through a session
+     * it made) is revoked, within about a second; keys from TORNADO_API_KEYS are never revoked while running.
+     * Returns the function that stops watching.
+     */
+    watchRevocation: (request: FastifyRequest, onRevoked: () => void) => () => void
   }
   interface FastifyRequest {
     /** Set when the request was let in by a session cookie: when that session ends (ms since the epoch). */
     sessionExpiresAtMs?: number
     /** Set when the request was let in by its x-api-key header: the SHA-256 digest of that key. */
     apiKeyDigest?: Buffer
+    /** Set when a Redis-managed key let the request in, directly or through a session: its hex SHA-256 digest. */
+    revocableKeyDigest?: string
   }
 }
 
@@ -108,10 +116,15 @@ async function authPlugin(fastify: FastifyInstance, options: AuthPluginOptions) 
       const session = request.cookies[SESSION_COOKIE]
       if (session !== undefined && (request.method === 'GET' || request.method === 'HEAD')) {
         const now = Date.now()
-        let expiresAtMs = verifySessionToken(session, envDigests, now)
-        if (expiresAtMs === undefined) expiresAtMs = verifySessionToken(session, (await readRedisKeys()).digests, now)
+        const expiresAtMs = verifySessionToken(session, envDigests, now)
         if (expiresAtMs !== undefined) {
           request.sessionExpiresAtMs = expiresAtMs
+          return
+        }
+        const byRedisKey = sessionSigner(session, (await readRedisKeys()).digests, now)
+        if (byRedisKey !== undefined) {
+          request.sessionExpiresAtMs = byRedisKey.expiresAtMs
+          request.revocableKeyDigest = byRedisKey.keyDigest.toString('hex')
           return
         }
         // Not counted: forging a MAC is hopeless, and a browser's expired cookie must not lock its address out.
@@ -130,12 +143,57 @@ async function authPlugin(fastify: FastifyInstance, options: AuthPluginOptions) 
     // Only the shape `keys create` makes is looked up: with Redis away, other keys are plainly invalid, not 503s.
     if (GENERATED_KEY_FORMAT.test(key)) {
       const digest = sha256(key)
-      if ((await readRedisKeys()).hex.has(digest.toString('hex'))) {
+      const hex = digest.toString('hex')
+      if ((await readRedisKeys()).hex.has(hex)) {
         request.apiKeyDigest = digest
+        request.revocableKeyDigest = hex
         return
       }
     }
     return fail(request, 'Invalid API Key')
+  })
+
+  // Long-lived requests (event streams) let in by a Redis key: one shared check of the key set every KEY_CACHE_MS
+  // while any is open, so a revocation reaches them as fast as it reaches new requests.
+  const watchers = new Map<() => void, string>()
+  let watchTimer: NodeJS.Timeout | undefined
+  let checking = false
+  const checkRevocations = async () => {
+    if (checking) return
+    checking = true
+    try {
+      const active = (await redisKeys()).hex
+      for (const [onRevoked, digest] of watchers) {
+        if (active.has(digest)) continue
+        watchers.delete(onRevoked)
+        onRevoked()
+      }
+    } catch {
+      // Redis away: a revocation cannot be seen, and the streams carry no data meanwhile; checked again next time.
+    } finally {
+      checking = false
+      if (watchers.size === 0) stopWatching()
+    }
+  }
+  const stopWatching = () => {
+    clearInterval(watchTimer)
+    watchTimer = undefined
+  }
+  fastify.decorate('watchRevocation', (request: FastifyRequest, onRevoked: () => void) => {
+    const digest = request.revocableKeyDigest
+    if (digest === undefined) return () => {}
+    // Its own function, so the same callback passed twice is still two watchers.
+    const entry = () => onRevoked()
+    watchers.set(entry, digest)
+    watchTimer ??= setInterval(() => void checkRevocations(), KEY_CACHE_MS)
+    return () => {
+      watchers.delete(entry)
+      if (watchers.size === 0) stopWatching()
+    }
+  })
+  fastify.addHook('onClose', async () => {
+    watchers.clear()
+    stopWatching()
   })
 }
 

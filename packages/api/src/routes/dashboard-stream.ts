@@ -21,6 +21,8 @@ export interface StreamRoutesOptions {
 /** A client that reads slower than this many bytes behind is cut off rather than buffered without bound. */
 const MAX_BUFFERED_BYTES = 1 << 20
 const UNAVAILABLE = sseEvent('error', { error: 'Redis unavailable' })
+/** The last event of a stream whose key was revoked; the reconnect that follows gets a 401. */
+const REVOKED = sseEvent('error', { error: 'API key revoked' })
 
 const StreamQuery = Type.Object({
   nodes: Type.Optional(
@@ -106,8 +108,14 @@ const dashboardStreamRoutes: FastifyPluginAsyncTypebox<StreamRoutesOptions> = as
         },
         end: () => res.end(),
       })
+      const unwatch = fastify.watchRevocation(request, () => {
+        unsubscribe()
+        request.log.info('event stream ended: its API key was revoked')
+        res.end(REVOKED)
+      })
       res.on('close', () => {
         unsubscribe()
+        unwatch()
         request.log.info({ durationMs: Date.now() - opened }, 'event stream closed')
       })
     },
