@@ -1,4 +1,5 @@
 import t from 'tap'
+import { heartbeatKey, shardKeys } from '@tornado/shared'
 import { get, heartbeat, KEY_A, setHeartbeatAge, startTestApi } from './helper.js'
 
 const auth = { 'x-api-key': KEY_A }
@@ -68,6 +69,14 @@ t.test('aggregation reads, live nodes and pruned stale nodes', async (t) => {
   const later = (await scrape(api.url)).text
   t.equal(sample(later, 'tornado_api_live_nodes'), 2)
   t.equal(sample(later, 'tornado_api_pruned_nodes_total'), 2)
+  t.equal(sample(later, 'tornado_api_dropped_records_total'), 0)
+
+  // Garbage where node-1's record belongs: dropped by the next read, counted once however many requests share it.
+  await api.raw.set(heartbeatKey(api.config.layout, 'node-1'), 'not a record')
+  await api.raw.hset(shardKeys(api.config.layout, 0).totals, 'muxing', 'garbage')
+  const after = (await scrape(api.url)).text
+  t.equal(sample(after, 'tornado_api_dropped_records_total'), 2, 'the record and the totals key')
+  t.equal(sample(after, 'tornado_api_live_nodes'), 1)
 })
 
 t.test('GET /ready is 200 only while Redis answers; errors are counted', async (t) => {

@@ -53,6 +53,12 @@ export class ApiMetrics {
     registers: [this.registry],
   })
 
+  readonly droppedRecords = new Counter({
+    name: 'tornado_api_dropped_records_total',
+    help: 'Garbage found under the prefix by the API reads and dropped (a record, node set or totals key that is not what the scripts write)',
+    registers: [this.registry],
+  })
+
   readonly redisUp = new Gauge({
     name: 'tornado_api_redis_up',
     help: '1 while Redis answers the API, 0 while it does not (as of the latest command or connection event)',
@@ -85,6 +91,7 @@ export class ApiMetrics {
     }
     end({ outcome: 'ok' })
     if (snapshot.pruned > 0) this.prunedNodes.inc(snapshot.pruned)
+    if (snapshot.dropped > 0) this.droppedRecords.inc(snapshot.dropped)
     if ('liveNodes' in snapshot) this.liveNodes.set(snapshot.liveNodes)
     return snapshot
   }
