@@ -1,4 +1,3 @@
-import type { Socket } from 'node:net'
 import { fastifyPlugin } from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ErrorBody } from '@tornado/shared'
@@ -33,20 +32,4 @@ export function frameworkErrors(error: FastifyError, _request: FastifyRequest, r
   reply.code(error.statusCode ?? 400).send(body)
 }
 
-/** Answers requests Node cannot even parse with the same {"error"} shape (Fastify's default adds other fields). */
-export function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket): void {
-  if (error.code === 'ECONNRESET' || socket.destroyed) return
-  const [status, text] =
-    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? [408, 'Request Timeout']
-      : error.code === 'HPE_HEADER_OVERFLOW'
-        ? [431, 'Request Header Fields Too Large']
-        : [400, 'Bad Request']
-  const body = JSON.stringify({ error: text } satisfies ErrorBody)
-  if (socket.writable) {
-    socket.write(
-      `HTTP/1.1 ${status} ${text}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
-    )
-  }
-  socket.destroy()
-}
+export { clientErrorHandler } from '@tornado/shared'
