@@ -1,6 +1,7 @@
 import { fastifyPlugin } from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { ErrorBody } from '@tornado/shared'
+import { logRequest } from './request-log.js'
 
 /**
  * Every error leaves the API as {"error": "<message>"}. Messages of errors the code raised on purpose (HTTP errors,
@@ -27,9 +28,10 @@ async function errorsPlugin(fastify: FastifyInstance) {
 export default fastifyPlugin(errorsPlugin, { name: 'tornado-errors', fastify: '5.x', dependencies: ['@fastify/sensible'] })
 
 /** Errors Fastify meets before routing (a URL that does not decode): same shape, same status. */
-export function frameworkErrors(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const body: ErrorBody = { error: error.message }
   reply.code(error.statusCode ?? 400).send(body)
+  logRequest(request, reply)
 }
 
 export { clientErrorHandler } from '@tornado/shared'
