@@ -75,10 +75,10 @@ t.test('with AGENT_TOKEN, every route but /health needs "Authorization: Bearer <
   })
 
   await t.test('two Authorization headers are refused, whichever comes first', async (t) => {
-    // fetch would merge them into one "a, b" value; node:http sends an array as separate header lines.
+    // fetch would merge them into one "a, b" value; node:http sends a raw header list line by line (Host included: a raw list gets no defaults).
     const twice = (path: string, values: string[]) =>
       new Promise<{ status: number; body: unknown }>((resolve, reject) => {
-        const req = request(`${url}${path}`, { headers: { authorization: values } }, (res) => {
+        const req = request(`${url}${path}`, { headers: ['host', new URL(url).host, ...values.flatMap((value) => ['authorization', value])] }, (res) => {
           let text = ''
           res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk))
           res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as unknown }))
