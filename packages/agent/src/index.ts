@@ -2,7 +2,7 @@ export { startAgent, createLogger, SHUTDOWN_DEADLINE_MS, type Agent, type AgentD
 export { loadConfig, nodeIdFromHostname, describeVariables, AgentEnv, MIN_TOKEN_LENGTH, MAX_TOKEN_LENGTH, type AgentConfig } from './config.js'
 export { HeartbeatLoop, DUPLICATE_WARN_EVERY_MS, describeError, type BeatWriter, type BeatObserver, type HeartbeatLoopOptions } from './heartbeat-loop.js'
 export { AgentMetrics, BEAT_BUCKETS_SECONDS, type AgentMetricsOptions } from './agent-metrics.js'
-export { requireToken, isLoopback, MISSING_TOKEN, NOT_BEARER, WRONG_TOKEN } from './token-auth.js'
+export { requireToken, isLoopback, MISSING_TOKEN, NOT_BEARER, REPEATED_HEADER, WRONG_TOKEN } from './token-auth.js'
 export { HostInfoSource, pickAddress, isUsableAddress, quickHostInfo, readHostInfo, type HostInfo, type InterfaceEntry, type AddressSources } from './host-info.js'
 export { buildLocalServer, describeRequestError, BODY_LIMIT_BYTES, type LocalServerOptions } from './local-server.js'
 export { NodeCounts, type NodeCountsOptions } from './node-counts.js'

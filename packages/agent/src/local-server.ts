@@ -1,6 +1,6 @@
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { ErrorBody, JobCounts, MAX_JOB_COUNT } from '@tornado/shared'
+import { clientErrorHandler, ErrorBody, JobCounts, MAX_JOB_COUNT } from '@tornado/shared'
 import type { Logger } from 'pino'
 import type { NodeCounts } from './node-counts.js'
 import { requireToken } from './token-auth.js'
@@ -41,6 +41,7 @@ export function buildLocalServer(options: LocalServerOptions) {
     frameworkErrors: (err, _request, reply) => {
       void (reply as FastifyReply).code(400).send({ error: err.code === 'FST_ERR_BAD_URL' ? 'the URL is malformed' : err.message })
     },
+    clientErrorHandler, // an oversized header block or a garbled request: {"error"} too
     bodyLimit: BODY_LIMIT_BYTES,
     // A too-long worker id must reach its route and get a 400 saying so, not a 404 (the URL is bounded by the
     // HTTP server's 16 KiB header limit anyway).

@@ -10,6 +10,7 @@ const BEARER = /^Bearer +(\S+) *$/i
 export const MISSING_TOKEN = 'this agent needs its token (AGENT_TOKEN): send the header "Authorization: Bearer <token>"'
 export const NOT_BEARER = 'the Authorization header must be "Bearer <token>" with the agent\'s AGENT_TOKEN'
 export const WRONG_TOKEN = 'wrong token: the Bearer token is not this agent\'s AGENT_TOKEN'
+export const REPEATED_HEADER = 'send one Authorization header, not several'
 
 const digest = (text: string) => createHash('sha256').update(text).digest()
 
@@ -23,10 +24,21 @@ export function requireToken(token: string) {
   const expected = digest(token)
   return async (request: FastifyRequest, reply: FastifyReply) => {
     if (OPEN_ROUTES.has(`${request.method} ${request.routeOptions.url}`)) return
-    const problem = checkAuthorization(request.headers.authorization, expected)
+    const problem = repeatedAuthorization(request.raw.rawHeaders) ? REPEATED_HEADER : checkAuthorization(request.headers.authorization, expected)
     if (problem === undefined) return
     return reply.code(401).header('www-authenticate', 'Bearer realm="tornado-agent"').send({ error: problem })
   }
+}
+
+/**
+ * Node keeps the first of repeated Authorization headers and silently drops the rest, so a request carrying the
+ * token and another value would be let in on whichever came first. Which one was meant is a guess: refuse, as the
+ * API does a repeated x-api-key.
+ */
+function repeatedAuthorization(rawHeaders: string[]): boolean {
+  let seen = 0
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === 'authorization' && ++seen > 1) return true
+  return false
 }
 
 function checkAuthorization(header: string | undefined, expected: Buffer): string | undefined {

@@ -1,3 +1,4 @@
+import { connect } from 'node:net'
 import t from 'tap'
 import type { BeatResult, NodeHeartbeat } from '@tornado/shared'
 import { HOST_INFO, getJson, inspect, putCounts, startTestAgent, totals, waitFor, ZERO_TOTALS, startRedis } from './fixtures/harness.js'
@@ -85,6 +86,21 @@ t.test('PUT /counts, GET /counts and /health against a real redis-server', async
     t.same(await getJson(`${agent.url}/%E0%A4%A`), { status: 400, body: { error: 'the URL is malformed' } })
     const del = await fetch(`${agent.url}/counts`, { method: 'DELETE' })
     t.same({ status: del.status, body: await del.json() }, { status: 404, body: { error: 'no route DELETE /counts' } })
+  })
+
+  await t.test('requests Node cannot parse get the same {"error"} shape', async (t) => {
+    const huge = await fetch(`${agent.url}/counts`, { headers: { 'x-filler': 'x'.repeat(20_000) } })
+    t.same({ status: huge.status, body: await huge.json() }, { status: 431, body: { error: 'Request Header Fields Too Large' } })
+    // A garbled request line, as a raw socket sends it.
+    const { port } = new URL(agent.url)
+    const answer = await new Promise<string>((resolve, reject) => {
+      let text = ''
+      const socket = connect(Number(port), '127.0.0.1', () => socket.write('NOT HTTP AT ALL\r\n\r\n'))
+      socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk))
+      socket.on('close', () => resolve(text)).on('error', reject)
+    })
+    t.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/)
+    t.equal(answer.split('\r\n\r\n')[1], '{"error":"Bad Request"}')
   })
 })
 

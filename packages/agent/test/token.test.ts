@@ -1,7 +1,8 @@
+import { request } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { createReporter, type ReporterLogger } from '../src/client/index.js'
-import { isLoopback, MISSING_TOKEN, NOT_BEARER, WRONG_TOKEN } from '../src/index.js'
+import { isLoopback, MISSING_TOKEN, NOT_BEARER, REPEATED_HEADER, WRONG_TOKEN } from '../src/index.js'
 import { WARN, events, inspect, startRedis, startTestAgent, totals, waitFor, ZERO_TOTALS } from './fixtures/harness.js'
 
 const TOKEN = 'tok-3f9a1c77e2b04d5a-do-not-log'
@@ -71,6 +72,25 @@ t.test('with AGENT_TOKEN, every route but /health needs "Authorization: Bearer <
     t.same(await call(url, 'GET', '/workers', bearer(TOKEN)), { status: 200, body: { workers: [] }, wwwAuthenticate: null }, 'no refused report was taken')
     await sleep(250) // a beat
     t.same(await check.totals(), ZERO_TOTALS)
+  })
+
+  await t.test('two Authorization headers are refused, whichever comes first', async (t) => {
+    // fetch would merge them into one "a, b" value; node:http sends a raw header list line by line (Host included: a raw list gets no defaults).
+    const twice = (path: string, values: string[]) =>
+      new Promise<{ status: number; body: unknown }>((resolve, reject) => {
+        const req = request(`${url}${path}`, { headers: ['host', new URL(url).host, ...values.flatMap((value) => ['authorization', value])] }, (res) => {
+          let text = ''
+          res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk))
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as unknown }))
+        })
+        req.on('error', reject).end()
+      })
+    const expected = { status: 401, body: { error: REPEATED_HEADER } }
+    t.same(await twice('/counts', [`Bearer ${TOKEN}`, `Bearer ${WRONG}`]), expected, 'right one first')
+    t.same(await twice('/counts', [`Bearer ${WRONG}`, `Bearer ${TOKEN}`]), expected, 'right one second')
+    t.same(await twice('/metrics', [`Bearer ${TOKEN}`, `Bearer ${TOKEN}`]), expected, 'the same one twice')
+    t.same(await twice('/health', [`Bearer ${WRONG}`, 'x']), { status: 200, body: { status: 'ok', node_id: 'node-a', redis: 'up' } }, '/health stays open')
+    t.equal(REPEATED_HEADER, 'send one Authorization header, not several')
   })
 
   await t.test('/health stays open', async (t) => {

@@ -50,10 +50,12 @@ export async function runKeysCommand(argv: string[], env: Env, io: KeysIo): Prom
   }
   const target = { url: vars.REDIS_URL, ...topology }
   const redis = createRedisConnection(target, { connectionName: 'tornado-api-keys' })
-  redis.on('error', () => {}) // reported below, once
+  // Reported below, once: the last one says why (a wrong Sentinel name or password, a refused connection).
+  let lastError: string | undefined
+  redis.on('error', (err: Error) => (lastError = whyUnavailable(err.message)))
   try {
     if (!(await waitForReady(redis, 3_000))) {
-      io.err(`tornado-api keys: ${describeRedisTarget(target)} is unavailable\n`)
+      io.err(`tornado-api keys: ${describeRedisTarget(target)} is unavailable${lastError ? ` (${lastError})` : ''}\n`)
       return 1
     }
     const store = new ApiKeyStore(redis, vars.TORNADO_PREFIX)
@@ -85,4 +87,10 @@ export async function runKeysCommand(argv: string[], env: Env, io: KeysIo): Prom
   } finally {
     redis.disconnect()
   }
+}
+
+/** ioredis wraps Sentinel failures as "All sentinels are unreachable. Retrying from scratch after 78.4ms. Last error: X". */
+function whyUnavailable(message: string): string {
+  const last = /Last error: (.*)$/s.exec(message)?.[1]
+  return last === undefined ? message : `Sentinels: ${last}`
 }

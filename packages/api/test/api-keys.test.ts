@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { builtBin } from '@tornado/shared/testing'
 import t from 'tap'
-import { freePort } from '@tornado/shared/testing'
+import { freePort, RedisServer } from '@tornado/shared/testing'
 import { apiKeyRedisKeys, GENERATED_KEY_FORMAT } from '../src/api-keys.js'
 import { runKeysCommand } from '../src/keys-cli.js'
 import { get, heartbeat, KEY_A, startTestApi, totals, type TestApi } from './helper.js'
@@ -119,7 +119,33 @@ t.test('no Redis Cluster at REDIS_CLUSTER_NODES: exit 1 naming the seed nodes, n
   let out = ''
   let err = ''
   const code = await runKeysCommand(['list'], { REDIS_URL: 'redis://:hunter2@127.0.0.1:1', REDIS_CLUSTER_NODES: nodes }, { out: (s) => (out += s), err: (s) => (err += s) })
-  t.same({ code, out, err }, { code: 1, out: '', err: `tornado-api keys: Redis Cluster at ${nodes} is unavailable\n` })
+  t.same({ code, out, err }, { code: 1, out: '', err: `tornado-api keys: Redis Cluster at ${nodes} is unavailable (Failed to refresh slots cache.)\n` })
+})
+
+t.test('REDIS_SENTINELS that cannot name the primary: exit 1 saying why', async (t) => {
+  const list = async (env: Record<string, string>) => {
+    let out = ''
+    let err = ''
+    const code = await runKeysCommand(['list'], { REDIS_URL: 'redis://:hunter2@127.0.0.1:1', ...env }, { out: (s) => (out += s), err: (s) => (err += s) })
+    return { code, out, err }
+  }
+  const nobody = await freePort()
+  // A plain Redis given as a Sentinel: its refusal of SENTINEL commands is what the operator needs to see.
+  const notSentinel = await RedisServer.start()
+  t.teardown(() => notSentinel.stop())
+  // Together: each waits the CLI's 3 s for a primary that never comes.
+  const [refused, got] = await Promise.all([
+    list({ REDIS_SENTINELS: `127.0.0.1:${nobody}` }),
+    list({ REDIS_SENTINELS: `127.0.0.1:${notSentinel.port}`, REDIS_SENTINEL_NAME: 'primary-1', REDIS_SENTINEL_PASSWORD: 'sentinel-secret' }),
+  ])
+  t.same(refused, {
+    code: 1,
+    out: '',
+    err: `tornado-api keys: Redis primary "mymaster" via Sentinels at 127.0.0.1:${nobody} is unavailable (Sentinels: Connection is closed.)\n`,
+  })
+  t.same([got.code, got.out], [1, ''])
+  t.match(got.err, new RegExp(`^tornado-api keys: Redis primary "primary-1" via Sentinels at 127\\.0\\.0\\.1:${notSentinel.port} is unavailable \\(Sentinels: ERR .*\\)\n$`))
+  t.notOk(got.err.includes('hunter2') || got.err.includes('sentinel-secret'), 'no password')
 })
 
 t.test('Redis down: env keys work, a key shaped like a Redis key gets 503, others 401', async (t) => {

@@ -37,3 +37,15 @@ t.test('at debug: every request is one line', async (t) => {
     ],
   )
 })
+
+t.test('a URL that does not decode is logged too, without its query string', async (t) => {
+  const api = await startTestApi(t, { LOG_LEVEL: 'debug' })
+  const res = await get(`${api.url}/dashboard/%E0%A4%A?token=sk_in_query`, { 'x-api-key': KEY_A })
+  t.equal(res.status, 400)
+  t.same(
+    api.logs.withMessage('request').map(({ level, method, path, status }) => ({ level, method, path, status })),
+    [{ level: 20, method: 'GET', path: '/dashboard/%E0%A4%A', status: 400 }],
+  )
+  const text = api.logs.text.join('\n')
+  t.notOk(text.includes('sk_in_query') || text.includes(KEY_A), 'no key, no query string')
+})

@@ -63,11 +63,18 @@ export function parseHostPort(text: string): { host: string; port: number } {
   return { host: match[1] ?? (match[2] || '127.0.0.1'), port }
 }
 
-/** Shown in logs instead of a Redis URL: the password replaced (the user name stays, to tell ACL users apart). */
+/**
+ * Shown in logs instead of a Redis URL: the password replaced (the user name stays, to tell ACL users apart), and
+ * every query value too: ioredis takes any connection option from the query, so `?password=` and
+ * `?sentinelPassword=` authenticate as well as the user-info part does.
+ */
 export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url)
     if (parsed.password) parsed.password = '***'
+    // Rebuilt by hand: URLSearchParams would encode the asterisks.
+    const names = [...parsed.searchParams.keys()]
+    if (names.length > 0) parsed.search = names.map((name) => `${encodeURIComponent(name)}=***`).join('&')
     return parsed.toString()
   } catch {
     return '(unparseable URL)'

@@ -38,6 +38,9 @@ t.test('host:port and redaction', async (t) => {
   t.throws(() => parseHostPort('host:70000'), /expected host:port/)
   t.equal(redactUrl('redis://user:hunter2@redis:6379/0'), 'redis://user:***@redis:6379/0')
   t.equal(redactUrl('redis://redis:6379'), 'redis://redis:6379')
+  // ioredis authenticates with a password given in the query string too (verified against a real Redis).
+  t.equal(redactUrl('redis://redis:6379/0?password=hunter2'), 'redis://redis:6379/0?password=***')
+  t.equal(redactUrl('redis://:pw@redis:6379?sentinelPassword=hunter2&family=6'), 'redis://:***@redis:6379?sentinelPassword=***&family=***')
   t.equal(redactUrl('not a url'), '(unparseable URL)')
 })
 

@@ -1,5 +1,5 @@
 import { fastifyPlugin } from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 
 /**
  * One log line per request, at a level chosen by its outcome. Fastify's own request logging writes two info lines
@@ -8,12 +8,15 @@ import type { FastifyInstance } from 'fastify'
  * in /metrics). The query string is left out: nothing of a client's should reach the log unasked.
  */
 async function requestLogPlugin(fastify: FastifyInstance) {
-  fastify.addHook('onResponse', async (request, reply) => {
-    const status = reply.statusCode
-    const level = status >= 500 ? 'warn' : status === 401 || status === 403 || status === 429 ? 'info' : 'debug'
-    const path = request.url.split('?', 1)[0]
-    request.log[level]({ method: request.method, path, status, ms: Math.round(reply.elapsedTime), remote: request.ip }, 'request')
-  })
+  fastify.addHook('onResponse', async (request, reply) => logRequest(request, reply))
+}
+
+/** The one line; also called by frameworkErrors, whose replies (a URL that does not decode) run no hooks. */
+export function logRequest(request: FastifyRequest, reply: FastifyReply): void {
+  const status = reply.statusCode
+  const level = status >= 500 ? 'warn' : status === 401 || status === 403 || status === 429 ? 'info' : 'debug'
+  const path = request.url.split('?', 1)[0]
+  request.log[level]({ method: request.method, path, status, ms: Math.round(reply.elapsedTime), remote: request.ip }, 'request')
 }
 
 export default fastifyPlugin(requestLogPlugin, { name: 'tornado-request-log', fastify: '5.x' })
