@@ -49,3 +49,18 @@ t.test('a URL that does not decode is logged too, without its query string', asy
   const text = api.logs.text.join('\n')
   t.notOk(text.includes('sk_in_query') || text.includes(KEY_A), 'no key, no query string')
 })
+
+t.test('a locked-out client retrying does not flood the log: its 429s are debug, the lockout one warning', async (t) => {
+  const api = await startTestApi(t, { AUTH_FAILURE_LIMIT: '2' })
+  const statuses = []
+  for (let i = 0; i < 6; i++) statuses.push((await get(`${api.url}/dashboard/cluster`, { 'x-api-key': `sk_guess_${i}` })).status)
+  t.same(statuses, [401, 401, 429, 429, 429, 429])
+  t.same(
+    api.logs.withMessage('request').map(({ level, status }) => ({ level, status })),
+    [
+      { level: 30, status: 401 },
+      { level: 30, status: 401 },
+    ],
+  )
+  t.equal(api.logs.withMessage('too many failed authentications: address locked out').length, 1)
+})
