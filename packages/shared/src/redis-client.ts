@@ -155,9 +155,13 @@ export function createRedisConnection(config: RedisConnectionConfig, options: Re
   }
   if (!config.clusterNodes || config.clusterNodes.length === 0) return createRedisClient(config.url, options)
   const url = new URL(config.url)
+  // As ioredis reads a single Redis's URL: the user info first, else ?username= / ?password= (a URL that works
+  // against one Redis must not fail with NOAUTH on a cluster).
+  const username = url.username ? decodeURIComponent(url.username) : url.searchParams.get('username')
+  const password = url.password ? decodeURIComponent(url.password) : url.searchParams.get('password')
   const credentials: RedisOptions = {
-    ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
-    ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+    ...(username ? { username } : {}),
+    ...(password ? { password } : {}),
     ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
   }
   return new Cluster(config.clusterNodes, {
