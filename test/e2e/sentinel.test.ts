@@ -15,7 +15,7 @@ const API_KEY = 'sk_sentinel_e2e_4b7c91d2'
 const MASTER_NAME = 'tornado-primary'
 
 t.test('Redis Sentinel: exact totals, through a failover', async (t) => {
-  const primary = await RedisServer.start()
+  const primary = await RedisServer.start(['--repl-diskless-sync-delay', '0'])
   t.teardown(() => primary.stop())
   const replica = await RedisServer.start(['--replicaof', '127.0.0.1', String(primary.port)])
   t.teardown(() => replica.stop())

@@ -1,6 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Redis } from 'ioredis'
 
 /** A free TCP port on loopback, as the kernel hands one out. */
@@ -21,6 +24,11 @@ export async function freePort(): Promise<number> {
  */
 export class RedisServer {
   private child: ChildProcess | undefined
+  /**
+   * The server's working directory, private to it: a replica's full sync writes dump.rdb there whatever --save says,
+   * and a later server started in the same folder would load it and not start empty.
+   */
+  readonly dir = mkdtempSync(join(tmpdir(), 'tornado-redis-'))
   private constructor(
     readonly port: number,
     private readonly extraArgs: string[],
@@ -46,8 +54,8 @@ export class RedisServer {
   }
 
   private async boot(): Promise<void> {
-    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.extraArgs]
-    const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, ...this.extraArgs]
+    const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir })
     this.child = child
     // If the test process ends without stop() (a failed test, tap's timeout), the server must not outlive it.
     const kill = () => child.kill('SIGKILL')
@@ -94,18 +102,30 @@ export class RedisServer {
   }
 
   async stop(): Promise<void> {
+    await this.end('SIGTERM')
+    rmSync(this.dir, { recursive: true, force: true })
+  }
+
+  /** Kills the server at once (SIGKILL, as a crash or the OOM killer would); restart() then brings up an empty one. */
+  async kill(): Promise<void> {
+    await this.end('SIGKILL')
+  }
+
+  /** Stops the server (if it still runs) and starts a new, empty one on the same port. */
+  async restart(): Promise<void> {
+    await this.end('SIGTERM')
+    rmSync(this.dir, { recursive: true, force: true })
+    mkdirSync(this.dir)
+    await this.boot()
+  }
+
+  private async end(signal: NodeJS.Signals): Promise<void> {
     const child = this.child
     this.child = undefined
     if (!child || child.exitCode !== null || child.signalCode !== null) return
     child.kill('SIGCONT') // in case a test paused it
-    child.kill('SIGTERM')
+    child.kill(signal)
     await once(child, 'exit')
-  }
-
-  /** Stops the server and starts a new, empty one on the same port. */
-  async restart(): Promise<void> {
-    await this.stop()
-    await this.boot()
   }
 
   pause(): void {
