@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createRedisClient, waitForReady, HeartbeatStore, shardKeys, heartbeatKey, type NodeHeartbeat, type JobCounts } from '../src/index.js'
+import { createRedisClient, waitForReady, HeartbeatStore, shardKeys, shardOf, heartbeatKey, type NodeHeartbeat, type JobCounts } from '../src/index.js'
 import { privateRedis } from './helper.js'
 
 const layout = { prefix: 'tornado', shards: 1 }
@@ -179,4 +179,22 @@ t.test('heartbeat store on a real redis-server', async (t) => {
     t.equal((await store.writeHeartbeat(beat('new', { downloading: 2, muxing: 0, uploading: 0 }))).dropped, 1)
     t.same((await store.readTotals()).totals, { total_downloading: 3, total_muxing: 1, total_uploading: 0 })
   })
+})
+
+// Every agent and API of a fleet, of any version, must put a node in the same group: a changed hash would split a
+// node's records over two groups during a rolling upgrade and count it twice. These values are FNV-1a's, fixed.
+t.test('shardOf is a fixed function of the id (FNV-1a of its UTF-16 code units)', async (t) => {
+  const pinned: [string, number, number][] = [
+    ['node-a', 2, 3],
+    ['node-b', 1, 6],
+    ['worker-17', 2, 14],
+    ['ip-10-0-3-17', 0, 14],
+    ['ünïcode', 0, 5],
+  ]
+  for (const [id, ofThree, ofSixteen] of pinned) {
+    t.equal(shardOf(id, 3), ofThree, `${id} of 3`)
+    t.equal(shardOf(id, 16), ofSixteen, `${id} of 16`)
+    t.equal(shardOf(id, 1), 0, `${id} of 1`)
+  }
+  t.equal(heartbeatKey({ prefix: 'tornado', shards: 3 }, 'node-a'), '{tornado:2}:node:node-a')
 })
