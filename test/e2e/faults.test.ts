@@ -1,9 +1,8 @@
-import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { shardKeys } from '@tornado/shared'
 import { freePort, RedisServer } from '@tornado/shared/testing'
-import { listeningUrl, startProcess, until, type Running } from './processes.js'
+import { listeningUrl, rssKb, startProcess, until, type Running } from './processes.js'
 
 // Faults injected under the whole system as operators run it: a real redis-server, tornado-api and three agents.
 const API_KEY = 'sk_e2e_faults_5c1e9a7d3b'
@@ -18,9 +17,6 @@ interface Poll {
   status: number
   text: string
 }
-
-/** Resident memory of a process in kB, from /proc (Linux). */
-const rssKb = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1])
 
 /** The `dropped` counts a process logged: the API's warning and the agent's garbage_dropped event. */
 function droppedCounts(output: string): number[] {

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { builtBin, childEnv } from '@tornado/shared/testing'
@@ -56,3 +57,6 @@ export async function listeningUrl(api: Running): Promise<string> {
     20_000,
   )
 }
+
+/** Resident memory of a process in kB, from /proc (Linux). */
+export const rssKb = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1])
