@@ -81,6 +81,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       simulate: config.simulate,
       watch_processes: config.watchProcesses,
       process_rules: config.watchProcesses ? (config.processRulesFile ?? 'built-in') : undefined,
+      log_level: config.logLevel,
     },
     'starting tornado agent',
   )

@@ -2,9 +2,9 @@
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { parseArgs } from 'node:util'
-import { ConfigError } from '@tornado/shared'
+import { ConfigError, describeVariables } from '@tornado/shared'
 import type { Agent } from './agent.js'
-import { describeVariables, loadConfig } from './config.js'
+import { AgentEnv, loadConfig } from './config.js'
 
 const HELP = `Usage: tornado-agent [options]
 
@@ -23,7 +23,7 @@ Options:
   -v, --version          print the version
 
 Environment variables:
-${describeVariables().join('\n')}
+${describeVariables(AgentEnv).join('\n')}
 
 SIGTERM or SIGINT stops the agent and removes the node from the totals at once; a second signal exits at once.
 `

@@ -132,12 +132,3 @@ export function nodeIdFromHostname(hostname: string): string {
     .slice(0, 128)
   return id === '' ? 'node' : id
 }
-
-/** The `--help` lines for the variables, straight from the schema so they cannot drift from it. */
-export function describeVariables(): string[] {
-  return Object.entries(AgentEnv.properties).map(([name, schema]) => {
-    const { default: fallback, description } = schema as { default?: unknown; description?: string }
-    const shown = fallback === undefined ? '' : ` (default: ${String(fallback)})`
-    return `  ${name.padEnd(24)} ${description ?? ''}${shown}`
-  })
-}

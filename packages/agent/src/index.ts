@@ -1,5 +1,5 @@
 export { startAgent, createLogger, SHUTDOWN_DEADLINE_MS, type Agent, type AgentDeps } from './agent.js'
-export { loadConfig, nodeIdFromHostname, describeVariables, AgentEnv, MIN_TOKEN_LENGTH, MAX_TOKEN_LENGTH, type AgentConfig } from './config.js'
+export { loadConfig, nodeIdFromHostname, AgentEnv, MIN_TOKEN_LENGTH, MAX_TOKEN_LENGTH, type AgentConfig } from './config.js'
 export { HeartbeatLoop, DUPLICATE_WARN_EVERY_MS, describeError, type BeatWriter, type BeatObserver, type HeartbeatLoopOptions } from './heartbeat-loop.js'
 export { AgentMetrics, BEAT_BUCKETS_SECONDS, type AgentMetricsOptions } from './agent-metrics.js'
 export { requireToken, isLoopback, MISSING_TOKEN, NOT_BEARER, REPEATED_HEADER, WRONG_TOKEN } from './token-auth.js'

@@ -50,19 +50,20 @@ function runBin(t: { teardown(fn: () => unknown): void }, args: string[], env: R
   return { child, stdout: () => out, stderr: () => err, exit }
 }
 
-t.test('--help, --version, a bad option, a bad variable and a bad rules file', async (t) => {
-  // Started together: five processes at once take little longer than one.
+t.test('--help, --version, a bad option, a bad or misspelt variable and a bad rules file', async (t) => {
+  // Started together: six processes at once take little longer than one.
   const rulesFile = join(t.testdir({ 'rules.json': '{"muxing":["ffmpeg"],"encoding":["x264"]}' }), 'rules.json')
   const help = runBin(t, ['--help'])
   const version = runBin(t, ['--version'])
   const badVariable = runBin(t, [], { HEARTBEAT_INTERVAL_MS: '50' })
   const badOption = runBin(t, ['--simulat'])
+  const misspelt = runBin(t, [], { TORNADO_SHRADS: '4' })
   const badRules = runBin(t, ['--watch-processes'], { TORNADO_PROCESS_RULES: rulesFile })
 
   t.equal((await help.exit).code, 0)
   for (const name of ['--simulate', '--watch-processes', '--help', '--version', ...Object.keys(AgentEnv.properties)]) t.match(help.stdout(), name)
   t.match(help.stdout(), 'HEARTBEAT_INTERVAL_MS    milliseconds between heartbeats, an integer from 100 to 60000 (default: 1000)')
-  t.match(help.stdout(), 'AGENT_TOKEN              a secret of 16 to 256 printable ASCII characters, no spaces (e.g. openssl rand -hex 32); when set, every local route but GET /health needs "Authorization: Bearer <token>"\n')
+  t.match(help.stdout(), 'AGENT_TOKEN              a secret of 16 to 256 printable ASCII characters, no spaces (e.g. openssl rand -hex 32); when set, every local route but GET /health needs "Authorization: Bearer <token>" (default: unset)\n')
   t.match(help.stdout(), 'GET /metrics (Prometheus). With AGENT_TOKEN set, every route but GET /health needs')
   t.match(help.stdout(), 'AGENT_LISTEN             host:port of the local HTTP interface (PUT /counts), e.g. 127.0.0.1:7071 (default: 127.0.0.1:7071)')
 
@@ -76,6 +77,13 @@ t.test('--help, --version, a bad option, a bad variable and a bad rules file', a
     'the message names the variable, no stack trace',
   )
   t.equal(badVariable.stdout(), '')
+
+  t.equal((await misspelt.exit).code, 1)
+  t.equal(
+    misspelt.stderr(),
+    'tornado-agent: configuration error: TORNADO_SHRADS is not a Tornado variable (did you mean TORNADO_SHARDS?); unset it, or see --help for the variables\n',
+  )
+  t.equal(misspelt.stdout(), '', 'nothing started')
 
   t.equal((await badOption.exit).code, 1)
   t.match(badOption.stderr(), /^tornado-agent: Unknown option '--simulat'.*; see --help\n$/)

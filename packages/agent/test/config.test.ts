@@ -1,6 +1,7 @@
 import t from 'tap'
 import { ConfigError } from '@tornado/shared'
-import { DEFAULT_PROCESS_RULES, describeVariables, loadConfig, nodeIdFromHostname } from '../src/index.js'
+import { describeVariables, FLEET_VARIABLES, OWN_PREFIXES } from '@tornado/shared'
+import { AgentEnv, DEFAULT_PROCESS_RULES, loadConfig, nodeIdFromHostname } from '../src/index.js'
 
 const TOKEN_RULE =
   'a secret of 16 to 256 printable ASCII characters, no spaces (e.g. openssl rand -hex 32); when set, every local route but GET /health needs "Authorization: Bearer <token>"'
@@ -133,7 +134,7 @@ t.test('the default node id is the hostname made to fit the pattern', async (t) 
 })
 
 t.test('--help describes every variable with its default', async (t) => {
-  const lines = describeVariables()
+  const lines = describeVariables(AgentEnv)
   const names = lines.map((line) => line.trim().split(/\s+/)[0])
   t.same(names, [
     'REDIS_URL',
@@ -156,5 +157,31 @@ t.test('--help describes every variable with its default', async (t) => {
   t.match(lines[names.indexOf('HEARTBEAT_INTERVAL_MS')], /\(default: 1000\)$/)
   t.match(lines[names.indexOf('AGENT_LISTEN')], /\(default: 127\.0\.0\.1:7071\)$/)
   t.match(lines[names.indexOf('REDIS_SENTINEL_NAME')], /\(default: mymaster\)$/)
-  t.equal(lines[names.indexOf('AGENT_TOKEN')], `  AGENT_TOKEN              ${TOKEN_RULE}`, 'no default shown: unset means no token')
+  t.equal(lines[names.indexOf('AGENT_TOKEN')], `  AGENT_TOKEN              ${TOKEN_RULE} (default: unset)`, 'unset means no token')
+  t.match(lines[names.indexOf('REDIS_CLUSTER_NODES')], /\(default: unset\)$/)
+  t.match(lines[names.indexOf('TORNADO_NODE_ID')], /\(default: unset\)$/)
+})
+
+t.test("the agent's own-prefixed variables are all in FLEET_VARIABLES (the API accepts them in a shared environment)", async (t) => {
+  const own = Object.keys(AgentEnv.properties).filter((name) => OWN_PREFIXES.some((prefix) => name.startsWith(prefix)))
+  t.same(own.filter((name) => !FLEET_VARIABLES.has(name)), [])
+})
+
+t.test('a misspelt variable of ours stops start-up, naming it and the closest real one', async (t) => {
+  t.throws(() => loadConfig({ TORNADO_SHRADS: '4' }, { hostname: 'h' }), {
+    name: 'ConfigError',
+    message: 'TORNADO_SHRADS is not a Tornado variable (did you mean TORNADO_SHARDS?); unset it, or see --help for the variables',
+  })
+  t.throws(() => loadConfig({ AGENT_TOKN: 'x'.repeat(32) }, { hostname: 'h' }), {
+    message: 'AGENT_TOKN is not a Tornado variable (did you mean AGENT_TOKEN?); unset it, or see --help for the variables',
+  })
+  t.throws(() => loadConfig({ TORNADO_COLOUR: 'blue' }, { hostname: 'h' }), {
+    message: 'TORNADO_COLOUR is not a Tornado variable; unset it, or see --help for the variables',
+  })
+  // The API's variable (a shared env file), Kubernetes service links and other programs' variables are fine.
+  const config = loadConfig(
+    { TORNADO_API_KEYS: 'sk_x', TORNADO_API_SERVICE_HOST: '10.0.0.9', TORNADO_API_PORT_3000_TCP: 'tcp://10.0.0.9:3000', NODE_ENV: 'production' },
+    { hostname: 'h' },
+  )
+  t.equal(config.nodeId, 'h')
 })

@@ -137,6 +137,7 @@ t.test('without AGENT_TOKEN the interface is open, as before', async (t) => {
   t.same(await call(agent.url, 'GET', '/counts', bearer(WRONG)), { status: 200, body: { downloading: 1, muxing: 2, uploading: 3 }, wwwAuthenticate: null }, 'a token sent anyway is ignored')
   t.equal((await call(agent.url, 'GET', '/metrics')).status, 200)
   t.equal(events(lines, 'config')[0]?.agent_token, 'unset')
+  t.equal(events(lines, 'config')[0]?.log_level, 'info', 'the effective level is in the start line')
   t.same(events(lines, 'listen_without_token'), [], 'loopback: no warning')
 })
 

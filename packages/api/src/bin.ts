@@ -1,14 +1,10 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
+import { describeVariables } from '@tornado/shared'
 import { ApiEnv } from './config.js'
 
 function usage(): string {
-  const lines = Object.entries(ApiEnv.properties).map(([name, schema]) => {
-    const { default: fallback, description } = schema as { default?: unknown; description?: string }
-    const shown = fallback === undefined ? '(required)' : `default ${String(fallback)}`
-    return `  ${name.padEnd(18)} ${shown}\n  ${''.padEnd(18)} ${description ?? ''}`
-  })
   return [
     'Usage: tornado-api [--help] [--version]',
     '       tornado-api keys create --name NAME | keys list | keys revoke ID   (see tornado-api keys --help)',
@@ -18,7 +14,7 @@ function usage(): string {
     'the event stream GET /dashboard/cluster/stream, the dashboard page at /, its OpenAPI docs at /swagger, GET /health',
     '(liveness), GET /ready (200 only while Redis answers) and GET /metrics (Prometheus; no key; METRICS_ENABLED=0: off).',
     'Configured by environment variables:',
-    ...lines,
+    ...describeVariables(ApiEnv),
     '',
   ].join('\n')
 }

@@ -119,6 +119,7 @@ export function describeConfig(config: ApiConfig) {
     totalsCacheMs: config.totalsCacheMs,
     onlineWithinMs: config.onlineWithinMs,
     apiKeys: config.apiKeyDigests.length,
+    authFailureLimit: config.authFailureLimit,
     host: config.host,
     port: config.port,
     logLevel: config.logLevel,

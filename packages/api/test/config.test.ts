@@ -1,7 +1,7 @@
 import t from 'tap'
-import { ConfigError } from '@tornado/shared'
+import { ConfigError, FLEET_VARIABLES, OWN_PREFIXES } from '@tornado/shared'
 import { sha256 } from '../src/config.js'
-import { describeConfig, loadApiConfig } from '../src/index.js'
+import { ApiEnv, describeConfig, loadApiConfig } from '../src/index.js'
 
 const base = { TORNADO_API_KEYS: 'sk_one' }
 
@@ -80,6 +80,7 @@ t.test('describeConfig: the Redis password redacted, keys only counted', async (
     totalsCacheMs: 250,
     onlineWithinMs: 5_000,
     apiKeys: 2,
+    authFailureLimit: 20,
     host: '0.0.0.0',
     port: 3000,
     logLevel: 'info',
@@ -136,4 +137,14 @@ t.test('a bad REDIS_URL is named, its password never shown', async (t) => {
   const unparseable = configError({ ...base, REDIS_URL: 'redis://:hunter2@cache:99999' })
   t.equal(unparseable, 'REDIS_URL=(value hidden) is invalid: not a parseable URL, e.g. redis://:password@host:6379/0')
   t.notOk(`${wrongScheme}${unparseable}`.includes('hunter2'))
+})
+
+t.test("the API's own-prefixed variables are all in FLEET_VARIABLES (the agent accepts them in a shared environment)", async (t) => {
+  const own = Object.keys(ApiEnv.properties).filter((name) => OWN_PREFIXES.some((prefix) => name.startsWith(prefix)))
+  t.same(own.filter((name) => !FLEET_VARIABLES.has(name)), [])
+})
+
+t.test('a misspelt variable of ours stops start-up; the agent\'s variables in a shared environment do not', async (t) => {
+  t.equal(configError({ ...base, TORNADO_API_KEY: 'sk_two' }), 'TORNADO_API_KEY is not a Tornado variable (did you mean TORNADO_API_KEYS?); unset it, or see --help for the variables')
+  t.equal(loadApiConfig({ ...base, TORNADO_NODE_ID: 'n1', AGENT_TOKEN: 'x'.repeat(32), AGENT_LISTEN: '0.0.0.0:7071' }).port, 3000)
 })

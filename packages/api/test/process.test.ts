@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { createRedisClient, HeartbeatStore, waitForReady } from '@tornado/shared'
 import { builtBin, childEnv, RedisServer } from '@tornado/shared/testing'
+import { ApiEnv } from '../src/index.js'
 import { get, heartbeat, totals } from './helper.js'
 
 const API_KEY = 'sk_process_test_5f8c1e2a9b'
@@ -72,18 +73,24 @@ t.test('--help lists every variable with its default', async (t) => {
   t.equal((await api.exit).code, 0)
   const text = api.output()
   t.match(text, /^Usage: tornado-api \[--help\] \[--version\]\n/)
+  for (const name of Object.keys(ApiEnv.properties)) t.match(text, new RegExp(`^  ${name} +\\S.* \\((default: .+|required)\\)$`, 'm'), name)
   for (const line of [
-    /REDIS_URL +default redis:\/\/127\.0\.0\.1:6379\n/,
-    /TORNADO_PREFIX +default tornado\n/,
-    /TORNADO_SHARDS +default 1\n/,
-    /STALE_AFTER_MS +default 30000\n/,
-    /TORNADO_API_KEYS +\(required\)\n/,
-    /TOTALS_CACHE_MS +default 250\n/,
-    /ONLINE_WITHIN_MS +default 5000\n/,
-    /PORT +default 3000\n/,
-    /HOST +default 0\.0\.0\.0\n/,
-    /LOG_LEVEL +default info\n/,
-    /METRICS_ENABLED +default true\n/,
+    /REDIS_URL +a redis:\/\/ .+ \(default: redis:\/\/127\.0\.0\.1:6379\)\n/,
+    /TORNADO_PREFIX +.+ \(default: tornado\)\n/,
+    /TORNADO_SHARDS +.+ \(default: 1\)\n/,
+    /STALE_AFTER_MS +.+ \(default: 30000\)\n/,
+    /REDIS_CLUSTER_NODES +.+ \(default: unset\)\n/,
+    /REDIS_SENTINELS +.+ \(default: unset\)\n/,
+    /REDIS_SENTINEL_NAME +.+ \(default: mymaster\)\n/,
+    /REDIS_SENTINEL_PASSWORD +.+ \(default: unset\)\n/,
+    /TORNADO_API_KEYS +comma-separated API keys .+ \(required\)\n/,
+    /TOTALS_CACHE_MS +.+ \(default: 250\)\n/,
+    /ONLINE_WITHIN_MS +.+ \(default: 5000\)\n/,
+    /AUTH_FAILURE_LIMIT +.+ \(default: 20\)\n/,
+    /PORT +.+ \(default: 3000\)\n/,
+    /HOST +.+ \(default: 0\.0\.0\.0\)\n/,
+    /METRICS_ENABLED +.+ \(default: true\)\n/,
+    /LOG_LEVEL +.+ \(default: info\)\n/,
     /GET \/ready \(200 only while Redis answers\) and GET \/metrics \(Prometheus; no key; METRICS_ENABLED=0: off\)/,
   ]) {
     t.match(text, line)
@@ -169,6 +176,7 @@ t.test('a real process: serves over HTTP, stops on SIGTERM with exit 0, never lo
     totalsCacheMs: 250,
     onlineWithinMs: 5_000,
     apiKeys: 2,
+    authFailureLimit: 20,
     host: '127.0.0.1',
     port: 0,
     logLevel: 'info',

@@ -13,6 +13,7 @@ export type Env = Record<string, string | undefined>
  * validates them. Property names of the schema are the variable names. An empty variable counts as unset.
  */
 export function readEnv<S extends TObject>(schema: S, env: Env): Static<S> {
+  refuseUnknownVariables(Object.keys(schema.properties), env)
   const raw: Record<string, unknown> = {}
   for (const name of Object.keys(schema.properties)) {
     const value = env[name]
@@ -33,6 +34,74 @@ export function readEnv<S extends TObject>(schema: S, env: Env): Static<S> {
     }
   }
   return converted as Static<S>
+}
+
+/** Prefixes of the project's own variables: a name under one of them that no Tornado process reads is a mistake. */
+export const OWN_PREFIXES = ['TORNADO_', 'AGENT_'] as const
+
+/**
+ * Every variable under OWN_PREFIXES that some Tornado process reads. One process accepts the others' names, so an
+ * environment file shared by the agent and the API (compose, the demo, one .env) starts both. Each package's config
+ * test checks that its schema's names are here.
+ */
+export const FLEET_VARIABLES: ReadonlySet<string> = new Set([
+  'TORNADO_PREFIX',
+  'TORNADO_SHARDS',
+  'TORNADO_API_KEYS',
+  'TORNADO_NODE_ID',
+  'TORNADO_SIMULATE',
+  'TORNADO_WATCH_PROCESSES',
+  'TORNADO_PROCESS_RULES',
+  'AGENT_LISTEN',
+  'AGENT_TOKEN',
+])
+
+// What Kubernetes injects for a Service named e.g. tornado-api (TORNADO_API_SERVICE_HOST, TORNADO_API_PORT_3000_TCP...).
+const KUBERNETES_SERVICE_LINK = /_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$/
+
+/**
+ * A misspelt variable (TORNADO_SHRADS=4) would otherwise be ignored in silence and its default used: a name under
+ * our prefixes that no Tornado process reads stops start-up, naming it and the closest real one.
+ */
+function refuseUnknownVariables(known: string[], env: Env): void {
+  for (const name of Object.keys(env).sort()) {
+    if (!OWN_PREFIXES.some((prefix) => name.startsWith(prefix))) continue
+    if (known.includes(name) || FLEET_VARIABLES.has(name) || KUBERNETES_SERVICE_LINK.test(name)) continue
+    const candidates = [...new Set([...known, ...FLEET_VARIABLES])]
+    const [closest] = candidates
+      .map((candidate) => ({ candidate, distance: editDistance(name, candidate) }))
+      .filter(({ distance }) => distance <= 3)
+      .sort((a, b) => a.distance - b.distance)
+    const hint = closest ? ` (did you mean ${closest.candidate}?)` : ''
+    throw new ConfigError(`${name} is not a Tornado variable${hint}; unset it, or see --help for the variables`)
+  }
+}
+
+/** Levenshtein distance, for "did you mean". */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.length]!
+}
+
+/**
+ * The `--help` lines for a schema's variables, so they cannot drift from it: name, description, and the default
+ * ("unset" for an optional variable without one, "required" for one that must be given).
+ */
+export function describeVariables(schema: TObject): string[] {
+  const width = Math.max(...Object.keys(schema.properties).map((name) => name.length)) + 2
+  return Object.entries(schema.properties).map(([name, property]) => {
+    const { default: fallback, description } = property as { default?: unknown; description?: string }
+    const required = fallback === undefined && (schema.required ?? []).includes(name)
+    const shown = fallback !== undefined ? `default: ${String(fallback)}` : required ? 'required' : 'default: unset'
+    return `  ${name.padEnd(width)}${description ?? ''} (${shown})`
+  })
 }
 
 /** Strict conversion from an environment string: '3.5' is not an integer, 'yes' is not a number. */
