@@ -21,7 +21,7 @@ t.test('agents on one Redis', async (t) => {
     t.same(await check.record('node-a'), {})
     await b.agent.stop()
     const { redisTimeMs, ...snapshot } = await check.store.readTotals()
-    t.same(snapshot, { totals: ZERO_TOTALS, liveNodes: 0, pruned: 0, dropped: 0 })
+    t.same(snapshot, { totals: ZERO_TOTALS, liveNodes: 0, freshNodes: 0, pruned: 0, dropped: 0 })
     t.ok(redisTimeMs > 0)
     for (const { lines } of [a, b]) {
       t.same(events(lines, 'replaced_previous_run'), [])

@@ -130,7 +130,7 @@ t.test('a real agent process', async (t) => {
       t.equal(exit.code, 0)
       t.ok(exit.afterMs < 3000, `exited ${exit.afterMs} ms after ${signal}`)
       const { redisTimeMs, ...snapshot } = await check.store.readTotals()
-      t.same(snapshot, { totals: ZERO_TOTALS, liveNodes: 0, pruned: 0, dropped: 0 })
+      t.same(snapshot, { totals: ZERO_TOTALS, liveNodes: 0, freshNodes: 0, pruned: 0, dropped: 0 })
       t.ok(redisTimeMs > 0)
       t.equal(await check.redis.exists(heartbeatKey(layout, 'proc-node')), 0, 'record deleted')
       const lines = agent.stdout().trim().split('\n').map((line) => JSON.parse(line) as { event?: string })

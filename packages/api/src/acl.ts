@@ -97,7 +97,7 @@ export function aclUser(role: AclRole, prefix: string, options: AclOptions = {})
       // PING: GET /ready. No ZADD, no SET: it prunes and recounts, it never adds a node or writes a record.
       root: { commands: [...clusterConnect, 'ping', ...SCRIPTS], keys: allHeartbeat },
       selectors: [
-        { commands: ['zrem', 'zrange', 'zrangebyscore', 'zcard', 'type', 'del'], keys: rw(hb.nodes) },
+        { commands: ['zrem', 'zrange', 'zrangebyscore', 'zcard', 'zcount', 'type', 'del'], keys: rw(hb.nodes) },
         { commands: ['get', 'del'], keys: rw(hb.records) },
         { commands: ['hmget', 'hincrby', 'hset', 'del', 'exists'], keys: rw(hb.totals) },
         { commands: ['hkeys'], keys: [`%R~${apiKeys.byDigest}`] },

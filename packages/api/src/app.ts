@@ -60,7 +60,7 @@ export async function buildApp({ config, logger, streamIntervalMs }: BuildAppOpt
   await app.register(requestLogPlugin)
   await app.register(fastifySensible)
   await app.register(errorsPlugin)
-  await app.register(redisPlugin, { url: config.redisUrl, clusterNodes: config.redisClusterNodes, sentinel: config.redisSentinel, layout: config.layout, staleAfterMs: config.staleAfterMs, totalsCacheMs: config.totalsCacheMs })
+  await app.register(redisPlugin, { url: config.redisUrl, clusterNodes: config.redisClusterNodes, sentinel: config.redisSentinel, layout: config.layout, staleAfterMs: config.staleAfterMs, onlineWithinMs: config.onlineWithinMs, totalsCacheMs: config.totalsCacheMs })
   await app.register(fastifyCookie)
   await app.register(authPlugin, { apiKeyDigests: config.apiKeyDigests, keyPrefix: config.layout.prefix, failureLimit: config.authFailureLimit })
   await app.register(docsPlugin) // before the routes: it collects their schemas as they are added

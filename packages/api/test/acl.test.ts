@@ -18,7 +18,7 @@ const EXPECTED_STDOUT = [
     ` (+zadd +zscore +zrem +zrange +zrangebyscore +zcard +type +del ${NODES}) (+get +set +del ${RECORDS})` +
     ` (+hmget +hincrby +hset +del +exists ${TOTALS})`,
   `ACL SETUSER tornado-api reset on ><api-password> +hello +info +ping +evalsha +eval +time ${NODES} ${RECORDS} ${TOTALS}` +
-    ` (+zrem +zrange +zrangebyscore +zcard +type +del ${NODES}) (+get +del ${RECORDS}) (+hmget +hincrby +hset +del +exists ${TOTALS})` +
+    ` (+zrem +zrange +zrangebyscore +zcard +zcount +type +del ${NODES}) (+get +del ${RECORDS}) (+hmget +hincrby +hset +del +exists ${TOTALS})` +
     ' (+hkeys %R~{tornado:keys}:by-digest)',
   'ACL SETUSER tornado-admin reset on ><admin-password> +hello +info +client|setname +multi +exec +hset +hget +hgetall +hvals' +
     ' +hdel +del ~{tornado:keys}:by-digest ~{tornado:keys}:key:*',

@@ -46,17 +46,21 @@ t.test('GET /metrics counts requests by route pattern and status, without an API
   t.equal(sample(second.text, requests('GET', '/health', 200)), 3)
 })
 
-t.test('aggregation reads, live nodes and pruned stale nodes', async (t) => {
+t.test('aggregation reads, live, fresh and stale nodes, pruned nodes', async (t) => {
   const api = await startTestApi(t)
   const counts = { downloading: 1, muxing: 2, uploading: 3 }
   for (const id of ['node-1', 'node-2', 'node-3', 'node-4']) await api.agentStore.writeHeartbeat(heartbeat(id, counts))
   await setHeartbeatAge(api, 'node-4', 31_000)
+  // Older than ONLINE_WITHIN_MS (5 s): still counted, but stale, as the node table shows it.
+  await setHeartbeatAge(api, 'node-2', 6_000)
 
   // TOTALS_CACHE_MS=0 in tests: each of these is one Redis read, and the scrape itself makes one more.
   t.equal((await get(`${api.url}/dashboard/cluster`, auth)).status, 200)
   t.equal((await get(`${api.url}/dashboard/nodes`, auth)).status, 200)
   const { text } = await scrape(api.url)
   t.equal(sample(text, 'tornado_api_live_nodes'), 3)
+  t.equal(sample(text, 'tornado_api_fresh_nodes'), 2)
+  t.equal(sample(text, 'tornado_api_stale_nodes'), 1)
   t.equal(sample(text, 'tornado_api_pruned_nodes_total'), 1)
   t.equal(sample(text, 'tornado_api_store_read_duration_seconds_count{read="totals",outcome="ok"}'), 2)
   t.equal(sample(text, 'tornado_api_store_read_duration_seconds_count{read="nodes",outcome="ok"}'), 1)
@@ -68,6 +72,7 @@ t.test('aggregation reads, live nodes and pruned stale nodes', async (t) => {
   await setHeartbeatAge(api, 'node-3', 31_000)
   const later = (await scrape(api.url)).text
   t.equal(sample(later, 'tornado_api_live_nodes'), 2)
+  t.same([sample(later, 'tornado_api_fresh_nodes'), sample(later, 'tornado_api_stale_nodes')], [1, 1])
   t.equal(sample(later, 'tornado_api_pruned_nodes_total'), 2)
   t.equal(sample(later, 'tornado_api_dropped_records_total'), 0)
 

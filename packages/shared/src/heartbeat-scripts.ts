@@ -257,13 +257,16 @@ return 1
 
 /**
  * The totals of one shard, after pruning every node not seen for staleAfterMs. KEYS: nodes, totals.
- * ARGV: staleAfterMs, nodePrefix. Returns {downloading, muxing, uploading, live nodes, pruned, dropped, now}.
+ * ARGV: staleAfterMs, nodePrefix, freshWithinMs (optional, default staleAfterMs).
+ * Returns {downloading, muxing, uploading, live nodes, pruned, dropped, now, fresh nodes}: fresh nodes are those whose
+ * last heartbeat is younger than freshWithinMs (one ZCOUNT, O(log n)).
  */
 export const TOTALS_SCRIPT = `${PRELUDE}
 local nodesKey, totalsKey = KEYS[1], KEYS[2]
 local staleAfterMs, nodePrefix = tonumber(ARGV[1]), ARGV[2]
 if staleAfterMs == nil or staleAfterMs <= 0 then return redis.error_reply('ERR tornado totals: bad staleAfterMs') end
 local now = nowMs()
+local freshWithinMs = tonumber(ARGV[3]) or staleAfterMs
 local pruned, dropped = prune(nodesKey, totalsKey, nodePrefix, now - staleAfterMs, 0)
 local totals = readTotals(totalsKey)
 if not totals then
@@ -271,7 +274,8 @@ if not totals then
   totals = sums
   dropped = dropped + sums[4]
 end
-return { totals[1], totals[2], totals[3], redis.call('ZCARD', nodesKey), pruned, dropped, now }
+local fresh = redis.call('ZCOUNT', nodesKey, '(' .. (now - freshWithinMs), '+inf')
+return { totals[1], totals[2], totals[3], redis.call('ZCARD', nodesKey), pruned, dropped, now, fresh }
 `
 
 /**

@@ -59,6 +59,8 @@ export interface ClusterSnapshot {
   totals: ClusterTotals
   /** Nodes whose last heartbeat is at most staleAfterMs old. */
   liveNodes: number
+  /** Of the live nodes, those whose last heartbeat is younger than readTotals' freshWithinMs. */
+  freshNodes: number
   pruned: number
   dropped: number
   redisTimeMs: number
@@ -193,22 +195,27 @@ export class HeartbeatStore {
     return removed === 1
   }
 
-  /** The totals over every live node: one script per shard, O(1) each but for nodes pruned since the last read. */
-  async readTotals(): Promise<ClusterSnapshot> {
+  /**
+   * The totals over every live node: one script per shard, O(1) each but for nodes pruned since the last read.
+   * freshNodes counts the live nodes seen within freshWithinMs (default: every live node).
+   */
+  async readTotals(freshWithinMs = this.staleAfterMs): Promise<ClusterSnapshot> {
     const replies = await Promise.all(
       this.shards().map((keys) =>
-        this.redis.tornadoTotals(keys.nodes, keys.totals, this.staleAfterMs, keys.nodePrefix),
+        this.redis.tornadoTotals(keys.nodes, keys.totals, this.staleAfterMs, keys.nodePrefix, freshWithinMs),
       ),
     )
-    const sum = [0, 0, 0, 0, 0, 0]
+    const sum = [0, 0, 0, 0, 0, 0, 0]
     let redisTimeMs = 0
     for (const reply of replies) {
       for (let i = 0; i < 6; i++) sum[i]! += Number(reply[i])
+      sum[6]! += Number(reply[7])
       redisTimeMs = Math.max(redisTimeMs, Number(reply[6]))
     }
     return {
       totals: toTotals(sum[0]!, sum[1]!, sum[2]!),
       liveNodes: sum[3]!,
+      freshNodes: sum[6]!,
       pruned: sum[4]!,
       dropped: sum[5]!,
       redisTimeMs,
@@ -232,7 +239,6 @@ export class HeartbeatStore {
     }
   }
 
-  /** Every live node with its record: one script per shard, O(live nodes), for a node table. */
   /** One node's stored record, or undefined when it has none (or a garbage one). For operators and tests. */
   async readNode(nodeId: string): Promise<StoredNode | undefined> {
     const keys = shardKeys(this.layout, shardOf(nodeId, this.layout.shards))
@@ -243,6 +249,7 @@ export class HeartbeatStore {
     return { ...rest, lastSeenMs: Number(score) }
   }
 
+  /** Every live node with its record: one script per shard, O(live nodes), for a node table. */
   async listNodes(): Promise<NodeListSnapshot> {
     const replies = await Promise.all(
       this.shards().map((keys) => this.redis.tornadoList(keys.nodes, keys.totals, this.staleAfterMs, keys.nodePrefix)),

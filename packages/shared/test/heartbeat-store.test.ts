@@ -22,6 +22,18 @@ t.test('heartbeat store on a real redis-server', async (t) => {
     await raw.flushall() // the private server this test started
   })
 
+  t.test('fresh nodes: those seen within freshWithinMs, on the Redis clock', async (t) => {
+    for (const id of ['a', 'b', 'c']) await store.writeHeartbeat(beat(id, { downloading: 1, muxing: 0, uploading: 0 }))
+    const [seconds, micros] = await raw.time()
+    const nowMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+    await raw.zadd(keys.nodes, nowMs - 10_000, 'b')
+    await raw.zadd(keys.nodes, nowMs - 20_000, 'c')
+    const pick = ({ liveNodes, freshNodes }: { liveNodes: number; freshNodes: number }) => ({ liveNodes, freshNodes })
+    t.same(pick(await store.readTotals(5_000)), { liveNodes: 3, freshNodes: 1 })
+    t.same(pick(await store.readTotals(15_000)), { liveNodes: 3, freshNodes: 2 })
+    t.same(pick(await store.readTotals()), { liveNodes: 3, freshNodes: 3 }, 'by default every live node is fresh')
+  })
+
   t.test('sums nodes and applies changes as deltas', async (t) => {
     await store.writeHeartbeat(beat('a', { downloading: 3, muxing: 1, uploading: 0 }))
     await store.writeHeartbeat(beat('b', { downloading: 2, muxing: 0, uploading: 5 }))

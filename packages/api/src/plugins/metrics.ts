@@ -47,6 +47,18 @@ export class ApiMetrics {
     registers: [this.registry],
   })
 
+  readonly freshNodes = new Gauge({
+    name: 'tornado_api_fresh_nodes',
+    help: "Live nodes whose last heartbeat is younger than ONLINE_WITHIN_MS (the node table's online), as of the latest totals read",
+    registers: [this.registry],
+  })
+
+  readonly staleNodes = new Gauge({
+    name: 'tornado_api_stale_nodes',
+    help: 'Live nodes whose last heartbeat is ONLINE_WITHIN_MS or older (still counted until STALE_AFTER_MS), as of the latest totals read',
+    registers: [this.registry],
+  })
+
   readonly prunedNodes = new Counter({
     name: 'tornado_api_pruned_nodes_total',
     help: 'Stale nodes removed from the store by the API reads (last heartbeat older than STALE_AFTER_MS)',
@@ -92,7 +104,11 @@ export class ApiMetrics {
     end({ outcome: 'ok' })
     if (snapshot.pruned > 0) this.prunedNodes.inc(snapshot.pruned)
     if (snapshot.dropped > 0) this.droppedRecords.inc(snapshot.dropped)
-    if ('liveNodes' in snapshot) this.liveNodes.set(snapshot.liveNodes)
+    if ('liveNodes' in snapshot) {
+      this.liveNodes.set(snapshot.liveNodes)
+      this.freshNodes.set(snapshot.freshNodes)
+      this.staleNodes.set(snapshot.liveNodes - snapshot.freshNodes)
+    }
     return snapshot
   }
 }

@@ -18,6 +18,8 @@ export interface RedisPluginOptions {
   sentinel?: SentinelConfig | undefined
   layout: StoreLayout
   staleAfterMs: number
+  /** Nodes seen within this are counted fresh (the node table's `online`), older live ones stale. */
+  onlineWithinMs: number
   totalsCacheMs: number
 }
 
@@ -90,7 +92,7 @@ async function redisPlugin(fastify: FastifyInstance, options: RedisPluginOptions
   fastify.decorate('store', store)
   // Timed inside the coalescing: the histogram sees each Redis read once, however many requests shared it.
   const { metrics } = fastify
-  fastify.decorate('readClusterSnapshot', coalesce(() => metrics.timeStoreRead('totals', () => store.readTotals()), options.totalsCacheMs))
+  fastify.decorate('readClusterSnapshot', coalesce(() => metrics.timeStoreRead('totals', () => store.readTotals(options.onlineWithinMs)), options.totalsCacheMs))
   fastify.decorate('readNodeSnapshot', coalesce(() => metrics.timeStoreRead('nodes', () => store.listNodes()), options.totalsCacheMs))
   fastify.decorate('redisAvailability', availability)
 
