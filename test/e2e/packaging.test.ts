@@ -1,12 +1,13 @@
 import { execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { RedisServer } from '@tornado/shared/testing'
+import { createRedisClient, HeartbeatStore, waitForReady } from '@tornado/shared'
+import { freePort, RedisServer } from '@tornado/shared/testing'
 import { until } from './processes.js'
 
 /*
@@ -84,7 +85,7 @@ t.test('the installed bins answer --version and --help', async (t) => {
   t.equal((await run(bin('tornado-agent'), ['--version'], { env: cleanEnv })).stdout, `${version}\n`)
   const apiHelp = (await run(bin('tornado-api'), ['--help'], { env: cleanEnv })).stdout
   t.match(apiHelp, /^Usage: tornado-api /)
-  for (const line of [/REDIS_URL +default redis:\/\/127\.0\.0\.1:6379\n/, /TORNADO_API_KEYS +\(required\)\n/, /METRICS_ENABLED +default true\n/]) {
+  for (const line of [/REDIS_URL +.+ \(default: redis:\/\/127\.0\.0\.1:6379\)\n/, /TORNADO_API_KEYS +.+ \(required\)\n/, /METRICS_ENABLED +.+ \(default: true\)\n/]) {
     t.match(apiHelp, line)
   }
   const agentHelp = (await run(bin('tornado-agent'), ['--help'], { env: cleanEnv })).stdout
@@ -124,4 +125,78 @@ t.test('the installed API serves its page, /ready and /metrics, and stops on SIG
   child.kill('SIGTERM')
   const [code] = await exited
   t.equal(code, 0)
+})
+
+/** KEY=VALUE lines of an environment file as systemd reads them; with uncomment, `#KEY=value` lines too. */
+function readEnvFile(text: string, { uncomment = false } = {}): Record<string, string> {
+  const vars: Record<string, string> = {}
+  for (const line of text.split('\n')) {
+    const match = (uncomment ? /^#?([A-Z_]+)=(.+)$/ : /^([A-Z_]+)=(.*)$/).exec(line.trim())
+    if (match) vars[match[1]!] = match[2]!
+  }
+  return vars
+}
+
+t.test('the agent as the README installs it on a node: two tarballs, the unit, the example environment file', async (t) => {
+  // The README's steps, with a temporary folder in place of /opt/tornado and /etc/tornado.
+  const opt = join(work, 'opt-tornado')
+  const tarball = (name: string) => join(work, packed.find((p) => p.name === `@tornado/${name}`)!.filename)
+  await run('npm', ['install', '-g', '--prefix', opt, '--prefer-offline', '--no-audit', '--no-fund', tarball('shared'), tarball('agent')], {
+    cwd: work,
+    env: cleanEnv,
+  })
+  t.equal((await run(join(opt, 'bin', 'tornado-agent'), ['--version'], { env: cleanEnv })).stdout, `${version}\n`)
+  t.notOk(existsSync(join(opt, 'bin', 'tornado-api')), 'the node gets the agent only')
+
+  const unit = readFileSync(join(root, 'deploy/systemd/tornado-agent.service'), 'utf8')
+  for (const line of ['ExecStart=/opt/tornado/bin/tornado-agent', 'User=tornado', 'EnvironmentFile=/etc/tornado/agent.env', 'Restart=on-failure', 'KillSignal=SIGTERM']) {
+    t.match(unit, new RegExp(`^${line.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`, 'm'), line)
+  }
+  const redisServer = await RedisServer.start()
+  t.teardown(() => redisServer.stop())
+  const listen = `127.0.0.1:${await freePort()}`
+  // The example file with every variable it shows switched on, then this node's values.
+  const example = readEnvFile(readFileSync(join(root, 'deploy/systemd/agent.env.example'), 'utf8'), { uncomment: true })
+  t.same(Object.keys(example).sort(), ['AGENT_LISTEN', 'HEARTBEAT_INTERVAL_MS', 'LOG_LEVEL', 'REDIS_URL', 'STALE_AFTER_MS', 'TORNADO_NODE_ID', 'TORNADO_PREFIX'])
+  const envFile = join(work, 'agent.env')
+  const envText = Object.entries({ ...example, REDIS_URL: redisServer.url, TORNADO_NODE_ID: 'packaged-node', AGENT_LISTEN: listen })
+    .map(([name, value]) => `${name}=${value}`)
+    .join('\n')
+  writeFileSync(envFile, `${envText}\n`)
+  const unitFile = join(work, 'tornado-agent.service')
+  writeFileSync(unitFile, unit.replaceAll('/opt/tornado', opt).replace('/etc/tornado/agent.env', envFile))
+  const verify = await run('systemd-analyze', ['verify', unitFile], { env: cleanEnv }).catch((err: { code: number; stderr: string }) => err)
+  t.same({ code: 'code' in verify ? verify.code : 0, stderr: verify.stderr }, { code: 0, stderr: '' }, 'systemd-analyze verify: no error, no warning')
+
+  // Run as the unit runs it: the bin, with only the file's variables of ours.
+  const child = spawn(join(opt, 'bin', 'tornado-agent'), [], { env: { ...cleanEnv, ...readEnvFile(readFileSync(envFile, 'utf8')) }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  const exited = once(child, 'exit')
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL')
+      await exited
+    }
+  })
+  const redis = createRedisClient(redisServer.url)
+  t.teardown(() => redis.disconnect())
+  await waitForReady(redis, 5000)
+  const store = new HeartbeatStore(redis, { prefix: example.TORNADO_PREFIX!, shards: 1 }, Number(example.STALE_AFTER_MS))
+  await until('the installed agent answering', async () => ((await fetch(`http://${listen}/health`)).ok ? true : undefined), 20_000)
+  const put = await fetch(`http://${listen}/counts`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"downloading":2,"muxing":1,"uploading":3}' })
+  t.equal(put.status, 204)
+  const expected = { total_downloading: 2, total_muxing: 1, total_uploading: 3 }
+  t.same(await until('its heartbeat in Redis', async () => {
+    const { totals } = await store.readTotals()
+    return JSON.stringify(totals) === JSON.stringify(expected) ? totals : undefined
+  }, 2000), expected)
+  t.equal((await store.readNode('packaged-node'))?.hostname, hostname(), 'a record under its node id, with the host name')
+
+  child.kill('SIGTERM')
+  const [code] = await exited
+  t.equal(code, 0, 'stops cleanly on SIGTERM')
+  t.same((await store.readTotals()).totals, { total_downloading: 0, total_muxing: 0, total_uploading: 0 }, 'and its node left the totals')
+  t.notMatch(output, /change-me/, 'no password from the file in its log')
 })
