@@ -1,17 +1,13 @@
 import t from 'tap'
 import { Redis } from 'ioredis'
-import { pino } from 'pino'
-import { loadConfig, startAgent, type Agent } from '@tornado/agent'
 import { createRedisConnection, heartbeatKey, HeartbeatStore, shardOf, waitForReady, type RedisClient } from '@tornado/shared'
 import { freePort } from '@tornado/shared/testing'
-import { buildApp, loadApiConfig, runKeysCommand } from '@tornado/api'
-import { until } from './processes.js'
+import { listeningUrl, logEvents, startProcess, until } from './processes.js'
 import { cli, clusterNodes, isMaster, startRedisNodes } from './redis-cluster.js'
 
-// A real Redis Cluster on loopback (three masters, one replica each): agents and the API on the Cluster client, exact
-// totals with K=3 shards over the masters, through a master's death and its replica's promotion. The agents run
-// in-process (startAgent with the config loadConfig reads from their env, their own Cluster clients, their real local
-// HTTP interface): three tornado-agent processes loading TypeScript took over 20 s to start on a loaded 2-core box.
+// A real Redis Cluster on loopback (three masters, one replica each): tornado-agent and tornado-api processes on the
+// Cluster client, exact totals with K=3 shards over the masters, through a master's death and its replica's promotion,
+// and the keys CLI on the cluster.
 const API_KEY = 'sk_cluster_mode_3f9a1c'
 const SHARDS = 3
 const HEARTBEAT_INTERVAL_MS = 500
@@ -33,30 +29,37 @@ t.test('Redis Cluster with replicas', async (t) => {
     const id = `worker-${i}`
     if (!ids.some((other) => shardOf(other, SHARDS) === shardOf(id, SHARDS))) ids.push(id)
   }
-  const agentsStarting = Promise.all(ids.map(async (nodeId) => {
-    const lines: Record<string, unknown>[] = []
-    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) })
-    const env = { ...common, TORNADO_PREFIX: prefix, TORNADO_NODE_ID: nodeId, AGENT_LISTEN: '127.0.0.1:0', HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_INTERVAL_MS) }
-    const agent: Agent = await startAgent(loadConfig(env, { hostname: 'cluster-test' }), { logger })
-    t.teardown(() => agent.stop())
-    return { nodeId, agent, url: agent.url, events: (name: string) => lines.filter((line) => line.event === name) }
+  const agents = await Promise.all(ids.map(async (nodeId) => {
+    const listen = `127.0.0.1:${await freePort()}`
+    const env = { ...common, TORNADO_PREFIX: prefix, TORNADO_NODE_ID: nodeId, AGENT_LISTEN: listen, HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_INTERVAL_MS) }
+    const process = startProcess(t, 'agent', env)
+    return { nodeId, process, url: `http://${listen}`, events: (name: string) => logEvents(process.output(), name) }
   }))
+  const startApi = async (tornadoPrefix: string) => {
+    const api = startProcess(t, 'api', { ...common, TORNADO_PREFIX: tornadoPrefix, TORNADO_API_KEYS: API_KEY, TOTALS_CACHE_MS: '0', PORT: '0', HOST: '127.0.0.1' })
+    const url = await listeningUrl(api)
+    const get = async (path: string, key = API_KEY) => {
+      const res = await fetch(`${url}${path}`, { headers: { 'x-api-key': key } })
+      return { status: res.status, body: (await res.json()) as unknown }
+    }
+    return { api, get }
+  }
   await cluster.create()
-  const agents = await agentsStarting
+  for (const { url, nodeId } of agents) {
+    await until(`agent ${nodeId} answering`, async () => ((await fetch(`${url}/health`)).ok ? true : undefined), 20_000)
+  }
 
   await t.test('K=3 shards spread over masters, exact totals through the API', async (t) => {
-    const config = loadApiConfig({ ...common, TORNADO_PREFIX: 'direct', TORNADO_API_KEYS: API_KEY, TOTALS_CACHE_MS: '0', LOG_LEVEL: 'silent' })
-    t.same(config.redisClusterNodes, cluster.ports.map((port) => ({ host: '127.0.0.1', port })))
-    const writer: RedisClient = createRedisConnection({ url: config.redisUrl, clusterNodes: config.redisClusterNodes! })
+    const { api, get } = await startApi('direct')
+    t.match(api.output(), `"redis":"Redis Cluster at ${seeds}"`, 'the API logs its cluster seed nodes')
+    const writer: RedisClient = createRedisConnection({ url: 'redis://127.0.0.1:1', clusterNodes: cluster.ports.map((port) => ({ host: '127.0.0.1', port })) })
     writer.on('error', () => {})
     t.teardown(() => writer.disconnect())
     t.ok(await waitForReady(writer, 10_000), 'a cluster client is ready')
-    const store = new HeartbeatStore(writer, config.layout, config.staleAfterMs)
-    const app = await buildApp({ config })
-    t.teardown(() => app.close())
+    const store = new HeartbeatStore(writer, { prefix: 'direct', shards: SHARDS }, 30_000)
     const read = async () => {
-      const res = await app.inject({ method: 'GET', url: '/dashboard/cluster', headers: { 'x-api-key': API_KEY } })
-      return [res.statusCode, res.json()]
+      const { status, body } = await get('/dashboard/cluster')
+      return [status, body]
     }
 
     let expected = { total_downloading: 0, total_muxing: 0, total_uploading: 0 }
@@ -70,8 +73,8 @@ t.test('Redis Cluster with replicas', async (t) => {
     t.same(await read(), [200, { ...expected, total_downloading: expected.total_downloading + 100 }], 'a changed node counted once')
     t.equal(await store.removeNode('node-0', 'inst-0'), true)
     t.same(await read(), [200, expected], 'a removed node leaves the totals')
-    const nodes = await app.inject({ method: 'GET', url: '/dashboard/nodes', headers: { 'x-api-key': API_KEY } })
-    t.equal((nodes.json() as { nodes: unknown[] }).nodes.length, 29)
+    const nodes = await get('/dashboard/nodes')
+    t.equal((nodes.body as { nodes: unknown[] }).nodes.length, 29)
 
     // Where did the records land? Each master's own keys under this subtest's prefix.
     const masters = (await clusterNodes(cluster.ports[0]!)).filter(isMaster)
@@ -88,13 +91,8 @@ t.test('Redis Cluster with replicas', async (t) => {
   })
 
   await t.test('agents and the API through a master failover; keys CLI on the cluster', async (t) => {
-    const config = loadApiConfig({ ...common, TORNADO_PREFIX: prefix, TORNADO_API_KEYS: API_KEY, TOTALS_CACHE_MS: '0', LOG_LEVEL: 'silent' })
-    const app = await buildApp({ config })
-    t.teardown(() => app.close())
-    const read = async (key = API_KEY) => {
-      const res = await app.inject({ method: 'GET', url: '/dashboard/cluster', headers: { 'x-api-key': key } })
-      return { status: res.statusCode, body: res.json() as unknown }
-    }
+    const { api, get } = await startApi(prefix)
+    const read = (key = API_KEY) => get('/dashboard/cluster', key)
     const totalsAre = (d: number, m: number, u: number) => async () => {
       const { status, body } = await read()
       return status === 200 && JSON.stringify(body) === JSON.stringify({ total_downloading: d, total_muxing: m, total_uploading: u }) ? body : undefined
@@ -145,12 +143,16 @@ t.test('Redis Cluster with replicas', async (t) => {
       // Meanwhile the API said it could not read, never a wrong total: a read needs every shard.
       t.same([...answers].sort(), [JSON.stringify(exact), JSON.stringify({ status: 503, body: { error: 'Redis unavailable' } })].sort(), 'only 503s and exact totals')
       // Every agent kept beating through it; the one whose master died saw its beats fail and said so once.
-      await until('every agent writing again', async () => (agents.every(({ agent }) => agent.loop.redisUp === true) ? true : undefined), 3_000)
+      const writing = async () => {
+        const up = await Promise.all(agents.map(async ({ url }) => /\ntornado_agent_redis_up 1\n/.test(await (await fetch(`${url}/metrics`)).text())))
+        return up.every(Boolean) ? true : undefined
+      }
+      await until('every agent writing again', writing, 3_000)
       const outage = agents[0]!.events('redis_down').slice(downsBefore)
       t.equal(outage.length, 1, 'one redis_down warning for the failover')
       const recovered = agents[0]!.events('redis_recovered')
       t.equal(recovered.length, agents[0]!.events('redis_down').length, 'and as many recoveries')
-      const at = (line: Record<string, unknown> | undefined) => Number(line?.time) - killedAt
+      const at = (line: Record<string, unknown> | undefined) => Date.parse(String(line?.time)) - killedAt
       t.comment(`${agents[0]!.nodeId}: beats failing ${at(outage[0])} ms after the kill (${JSON.stringify(outage[0]?.err)}; master ${victim}, replica ${replica.port}), written again ${at(recovered.at(-1))} ms after it`)
 
       // New writes for that shard go to the promoted replica, not to the dead master's address.
@@ -162,30 +164,33 @@ t.test('Redis Cluster with replicas', async (t) => {
 
     await t.test('tornado-api keys create, list and revoke on the cluster (seed list still naming the dead master)', async (t) => {
       const keys = async (...argv: string[]) => {
-        let out = ''
-        let err = ''
-        const code = await runKeysCommand(argv, { ...common, TORNADO_PREFIX: prefix }, { out: (s) => (out += s), err: (s) => (err += s) })
-        return { code, out, err }
+        const cli = startProcess(t, 'api', { ...common, TORNADO_PREFIX: prefix }, ['keys', ...argv])
+        return { code: await cli.exited, output: cli.output() }
       }
       const created = await keys('create', '--name', 'cluster wall')
       t.equal(created.code, 0, 'keys create')
-      const key = created.out.trim()
-      const id = /^Created key ([0-9a-f]{16}) \(cluster wall\)\./.exec(created.err)?.[1]
-      t.ok(id, `the key id in ${JSON.stringify(created.err)}`)
+      const key = /^(sk_\S+)$/m.exec(created.output)?.[1]
+      const id = /Created key ([0-9a-f]{16}) \(cluster wall\)\./.exec(created.output)?.[1]
+      t.ok(key && id, `a key and its id in ${JSON.stringify(created.output.replace(/sk_\S+/, 'sk_…'))}`)
       t.same(await read(key), { status: 200, body: { total_downloading: 16, total_muxing: 2, total_uploading: 6 } }, 'the created key opens the API')
       const listed = await keys('list')
       t.equal(listed.code, 0, 'keys list')
-      t.match(listed.out, new RegExp(`^ID +CREATED +NAME\n${id}  \\S+ +cluster wall\n$`))
-      t.same(await keys('revoke', id!), { code: 0, out: `Revoked key ${id}\n`, err: '' })
-      const refused = await until('the revoked key refused', async () => ((await read(key)).status === 401 ? Date.now() : undefined), 2_000)
-      t.ok(refused, 'refused within 2 s')
+      t.match(listed.output, new RegExp(`^ID +CREATED +NAME\n${id}  \\S+ +cluster wall\n$`))
+      t.same(await keys('revoke', id!), { code: 0, output: `Revoked key ${id}\n` })
+      const revokedAt = Date.now()
+      await until('the revoked key refused', async () => ((await read(key)).status === 401 ? true : undefined), 2_000)
+      t.ok(Date.now() - revokedAt < 1000, `refused ${Date.now() - revokedAt} ms after the revoke`)
       t.same(await read(key), { status: 401, body: { error: 'Invalid API Key' } })
     })
 
     await t.test('stopping: each agent removes its node, on the promoted master too', async (t) => {
-      await Promise.all(agents.map(({ agent }) => agent.stop()))
+      for (const { process } of agents) process.child.kill('SIGTERM')
+      t.same(await Promise.all(agents.map(({ process }) => process.exited)), [0, 0, 0], 'every agent exits 0')
       for (const { events } of agents) t.equal(events('removed')[0]?.removed, true)
       t.same(await read(), { status: 200, body: { total_downloading: 0, total_muxing: 0, total_uploading: 0 } })
+      api.child.kill('SIGTERM')
+      t.equal(await api.exited, 0, 'the API stops cleanly')
+      t.notMatch(api.output(), API_KEY, 'the key is never logged')
     })
   })
 })

@@ -60,3 +60,12 @@ export async function listeningUrl(api: Running): Promise<string> {
 
 /** Resident memory of a process in kB, from /proc (Linux). */
 export const rssKb = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1])
+
+/** The JSON log lines of a process's output whose event is `name` (pino: one object per line). */
+export function logEvents(output: string, name: string): Record<string, unknown>[] {
+  return output
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+    .filter((line) => line.event === name)
+}
