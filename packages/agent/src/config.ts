@@ -1,9 +1,6 @@
 import { Type, type Static } from 'typebox'
-import { ConfigError, NODE_ID_PATTERN, RedisClusterEnv, RedisSentinelEnv, redisTopologyFromEnv, StoreEnv, parseHostPort, readEnv, type Env, type SentinelConfig } from '@tornado/shared'
+import { ConfigError, LogLevelEnv, type LogLevel, NODE_ID_PATTERN, RedisClusterEnv, RedisSentinelEnv, redisTopologyFromEnv, StoreEnv, parseHostPort, readEnv, type Env, type SentinelConfig } from '@tornado/shared'
 import { DEFAULT_PROCESS_RULES, loadProcessRules, type ProcessRules } from './processes/process-rules.js'
-
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
-export type LogLevel = (typeof LOG_LEVELS)[number]
 
 export const MIN_TOKEN_LENGTH = 16
 export const MAX_TOKEN_LENGTH = 256
@@ -52,10 +49,7 @@ export const AgentEnv = Type.Object({
       description: 'path of a JSON file replacing the default process rules, e.g. {"muxing":["ffmpeg"],"downloading":["curl"]}',
     }),
   ),
-  LOG_LEVEL: Type.Union(
-    LOG_LEVELS.map((level) => Type.Literal(level)),
-    { default: 'info', description: `one of ${LOG_LEVELS.join(', ')}` },
-  ),
+  ...LogLevelEnv,
 })
 export type AgentEnv = Static<typeof AgentEnv>
 

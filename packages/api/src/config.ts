@@ -1,9 +1,6 @@
 import { createHash } from 'node:crypto'
 import { Type, type Static } from 'typebox'
-import { ConfigError, describeRedisTarget, readEnv, redactUrl, RedisClusterEnv, RedisSentinelEnv, redisTopologyFromEnv, StoreEnv, type Env, type SentinelConfig, type StoreLayout } from '@tornado/shared'
-
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
-export type LogLevel = (typeof LOG_LEVELS)[number]
+import { ConfigError, LogLevelEnv, type LogLevel, describeRedisTarget, readEnv, redactUrl, RedisClusterEnv, RedisSentinelEnv, redisTopologyFromEnv, StoreEnv, type Env, type SentinelConfig, type StoreLayout } from '@tornado/shared'
 
 /** Every variable the API reads: the property names are the variable names. */
 export const ApiEnv = Type.Object({
@@ -40,10 +37,7 @@ export const ApiEnv = Type.Object({
     default: true,
     description: 'serve GET /metrics (Prometheus text, no API key needed): 1/true/on or 0/false/off',
   }),
-  LOG_LEVEL: Type.Union(
-    LOG_LEVELS.map((level) => Type.Literal(level)),
-    { default: 'info', description: `one of ${LOG_LEVELS.join(', ')}` },
-  ),
+  ...LogLevelEnv,
 })
 export type ApiEnv = Static<typeof ApiEnv>
 

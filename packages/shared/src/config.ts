@@ -150,6 +150,17 @@ export function redactUrl(url: string): string {
   }
 }
 
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+/** LOG_LEVEL, read the same way by both processes. */
+export const LogLevelEnv = {
+  LOG_LEVEL: Type.Union(
+    LOG_LEVELS.map((level) => Type.Literal(level)),
+    { default: 'info', description: `one of ${LOG_LEVELS.join(', ')}` },
+  ),
+}
+
 /** Variables both processes read to reach the heartbeat store. */
 export const StoreEnv = {
   REDIS_URL: Type.String({
