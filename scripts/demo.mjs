@@ -37,7 +37,10 @@ async function portIsFree(port) {
 }
 
 function start(name, command, args, env) {
-  const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  // A process group of its own: Ctrl-C reaches only the demo, which stops agents before the API before Redis
+  // (in the terminal's group, every child got SIGINT at once, Redis could go before the agents removed their nodes,
+  // and the demo's own SIGTERM then hit agents already stopping).
+  const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
   const prefix = `[${name}] `.padEnd(10)
   for (const stream of [child.stdout, child.stderr]) {
     let partial = ''
@@ -112,7 +115,11 @@ async function main() {
   process.on('SIGINT', () => void stopAll(0))
   process.on('SIGTERM', () => void stopAll(0))
   // Whatever happens, no FFmpeg job outlives the demo.
-  process.on('exit', () => jobRunners.forEach((runner) => runner.killAll()))
+  // and, since the children no longer share the terminal's process group, none outlives a demo that dies.
+  process.on('exit', () => {
+    jobRunners.forEach((runner) => runner.killAll())
+    for (const { child } of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
 
   let redisUrl = process.env.REDIS_URL
   if (!redisUrl) {
