@@ -76,8 +76,16 @@ t.test('each tarball holds the built code and what it reads at run time, and no 
     )
   }
   const api = packed.find((p) => p.name === '@tornado/api')!.files.map((file) => file.path)
-  for (const path of ['dist/bin.js', 'public/index.html', 'public/app.js', 'public/app.css']) t.ok(api.includes(path), `api: ${path}`)
-  t.ok(packed.find((p) => p.name === '@tornado/agent')!.files.some((file) => file.path === 'dist/bin.js'), 'agent: dist/bin.js')
+  for (const path of ['bin/tornado-api.js', 'dist/bin.js', 'public/index.html', 'public/app.js', 'public/app.css']) t.ok(api.includes(path), `api: ${path}`)
+  const agent = packed.find((p) => p.name === '@tornado/agent')!.files.map((file) => file.path)
+  for (const path of ['bin/tornado-agent.js', 'dist/bin.js']) t.ok(agent.includes(path), `agent: ${path}`)
+})
+
+t.test('in a checkout, npm ci links both bins (their files exist before a build) and they run once built', async (t) => {
+  for (const name of ['tornado-api', 'tornado-agent']) {
+    const { stdout } = await run(join(root, 'node_modules/.bin', name), ['--version'], { env: cleanEnv })
+    t.equal(stdout, `${version}\n`, `npx ${name} --version`)
+  }
 })
 
 t.test('the installed bins answer --version and --help', async (t) => {
