@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { ConfigError, LogLevelEnv, type LogLevel, NODE_ID_PATTERN, RedisClusterEnv, RedisSentinelEnv, redisTopologyFromEnv, StoreEnv, parseHostPort, readEnv, type Env, type SentinelConfig } from '@tornado/shared'
+import { ConfigError, LogLevelEnv, type LogLevel, NODE_ID_PATTERN, RedisClusterEnv, RedisSentinelEnv, redisConnectionFromEnv, StoreEnv, parseHostPort, readEnv, type Env, type SentinelConfig } from '@tornado/shared'
 import { DEFAULT_PROCESS_RULES, loadProcessRules, type ProcessRules } from './processes/process-rules.js'
 
 export const MIN_TOKEN_LENGTH = 16
@@ -99,9 +99,9 @@ export function loadConfig(env: Env, overrides: ConfigOverrides): AgentConfig {
   const processRulesFile = vars.TORNADO_PROCESS_RULES
   // Checked even when watching is off, so a bad file is found now rather than the day watching is turned on.
   const processRules = processRulesFile === undefined ? DEFAULT_PROCESS_RULES : loadProcessRules(processRulesFile, overrides.readFile)
-  const topology = redisTopologyFromEnv(vars)
+  const topology = redisConnectionFromEnv(vars)
   return {
-    redisUrl: vars.REDIS_URL,
+    redisUrl: topology.url,
     ...(topology.clusterNodes ? { redisClusterNodes: topology.clusterNodes } : {}),
     ...(topology.sentinel ? { redisSentinel: topology.sentinel } : {}),
     layout: { prefix: vars.TORNADO_PREFIX, shards: vars.TORNADO_SHARDS },

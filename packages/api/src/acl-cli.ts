@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import { Type } from 'typebox'
-import { ConfigError, readEnv, RedisClusterEnv, StoreEnv, type Env } from '@tornado/shared'
+import { checkRedisUrl, ConfigError, readEnv, redisDatabaseOf, RedisClusterEnv, StoreEnv, type Env } from '@tornado/shared'
 import { ACL_ROLES, aclSetUserLine, aclUser, type AclOptions } from './acl.js'
 import type { KeysIo } from './keys-cli.js'
 
@@ -23,20 +23,6 @@ export const ACL_USAGE = [
   '',
 ].join('\n')
 
-/** The database REDIS_URL selects, as ioredis reads it: the path, else ?db=, else 0. */
-export function databaseOf(url: string): number {
-  let parsed
-  try {
-    parsed = new URL(url)
-  } catch {
-    throw new ConfigError('REDIS_URL: not a valid URL')
-  }
-  const text = parsed.pathname.replace(/^\//, '') || parsed.searchParams.get('db') || '0'
-  const db = Number(text)
-  if (!Number.isInteger(db) || db < 0) throw new ConfigError(`REDIS_URL: the database must be a number, got ${JSON.stringify(text)}`)
-  return db
-}
-
 /** `tornado-api acl`: returns the exit code. */
 export function runAclCommand(argv: string[], env: Env, io: KeysIo): number {
   let parsed
@@ -51,8 +37,9 @@ export function runAclCommand(argv: string[], env: Env, io: KeysIo): number {
   try {
     const vars = readEnv(AclEnv, env)
     prefix = vars.TORNADO_PREFIX
+    checkRedisUrl(vars.REDIS_URL, {})
     options = {
-      select: databaseOf(vars.REDIS_URL) !== 0,
+      select: redisDatabaseOf(new URL(vars.REDIS_URL)) !== 0,
       clientSetinfo: parsed.values['client-setinfo'] === true,
       cluster: vars.REDIS_CLUSTER_NODES !== undefined,
     }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { Type, type Static } from 'typebox'
-import { ConfigError, LogLevelEnv, type LogLevel, describeRedisTarget, readEnv, redactUrl, RedisClusterEnv, RedisSentinelEnv, redisTopologyFromEnv, StoreEnv, type Env, type SentinelConfig, type StoreLayout } from '@tornado/shared'
+import { ConfigError, LogLevelEnv, type LogLevel, describeRedisTarget, readEnv, redactUrl, RedisClusterEnv, RedisSentinelEnv, redisConnectionFromEnv, StoreEnv, type Env, type SentinelConfig, type StoreLayout } from '@tornado/shared'
 
 /** Every variable the API reads: the property names are the variable names. */
 export const ApiEnv = Type.Object({
@@ -69,11 +69,6 @@ export const sha256 = (text: string): Buffer => createHash('sha256').update(text
 /** Reads and validates the API's configuration once; throws ConfigError naming the bad variable. */
 export function loadApiConfig(env: Env): ApiConfig {
   const vars = readEnv(ApiEnv, env)
-  try {
-    new URL(vars.REDIS_URL)
-  } catch {
-    throw new ConfigError('REDIS_URL=(value hidden) is invalid: not a parseable URL, e.g. redis://:password@host:6379/0')
-  }
   // The default yields to a short STALE_AFTER_MS; a value set on purpose that can never apply is a mistake.
   const onlineSet = env.ONLINE_WITHIN_MS !== undefined && env.ONLINE_WITHIN_MS !== ''
   if (onlineSet && vars.ONLINE_WITHIN_MS > vars.STALE_AFTER_MS) {
@@ -82,7 +77,7 @@ export function loadApiConfig(env: Env): ApiConfig {
     )
   }
   const keys = new Set(vars.TORNADO_API_KEYS.split(',').map((key) => key.trim()).filter((key) => key !== ''))
-  const topology = redisTopologyFromEnv(vars)
+  const topology = redisConnectionFromEnv(vars)
   return {
     redisUrl: vars.REDIS_URL,
     ...(topology.clusterNodes ? { redisClusterNodes: topology.clusterNodes } : {}),

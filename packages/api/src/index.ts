@@ -3,5 +3,5 @@ export { loadApiConfig, describeConfig, ApiEnv, type ApiConfig } from './config.
 export { default as authPlugin, isAcceptedKey } from './plugins/auth.js'
 export { default as errorsPlugin } from './plugins/errors.js'
 export { aclUser, aclRules, aclSetUserLine, heartbeatKeyPatterns, apiKeyPatterns, ACL_ROLES, type AclRole, type AclUser, type AclOptions } from './acl.js'
-export { runAclCommand, ACL_USAGE, databaseOf } from './acl-cli.js'
+export { runAclCommand, ACL_USAGE } from './acl-cli.js'
 export { runKeysCommand, KEYS_USAGE, type KeysIo } from './keys-cli.js'

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import { Type } from 'typebox'
-import { ConfigError, createRedisConnection, describeRedisTarget, readEnv, RedisClusterEnv, RedisSentinelEnv, redisTopologyFromEnv, StoreEnv, waitForReady, type Env } from '@tornado/shared'
+import { ConfigError, createRedisConnection, describeRedisTarget, readEnv, RedisClusterEnv, RedisSentinelEnv, redisConnectionFromEnv, StoreEnv, waitForReady, type Env } from '@tornado/shared'
 import { ApiKeyStore } from './api-keys.js'
 
 /** What `tornado-api keys` reads: where the keys live, nothing else (no TORNADO_API_KEYS needed to manage keys). */
@@ -39,16 +39,15 @@ export async function runKeysCommand(argv: string[], env: Env, io: KeysIo): Prom
   if (action !== 'create' && action !== 'list' && action !== 'revoke') return usageError(`unknown action ${JSON.stringify(action ?? '')}`)
 
   let vars
-  let topology
+  let target
   try {
     vars = readEnv(KeysEnv, env)
-    topology = redisTopologyFromEnv(vars)
+    target = redisConnectionFromEnv(vars)
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     io.err(`tornado-api keys: ${err.message}\n`)
     return 1
   }
-  const target = { url: vars.REDIS_URL, ...topology }
   const redis = createRedisConnection(target, { connectionName: 'tornado-api-keys' })
   // Reported below, once: the last one says why (a wrong Sentinel name or password, a refused connection).
   let lastError: string | undefined

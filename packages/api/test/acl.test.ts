@@ -61,7 +61,7 @@ t.test('bad arguments and variables: exit 2 with the usage, exit 1 naming the va
   const badPrefix = acl([], { TORNADO_PREFIX: 'a b' })
   t.equal(badPrefix.code, 1)
   t.match(badPrefix.err, /^tornado-api acl: TORNADO_PREFIX/)
-  t.same(acl([], { REDIS_URL: 'redis://:secret@h:6379/x' }), { code: 1, out: '', err: 'tornado-api acl: REDIS_URL: the database must be a number, got "x"\n' })
+  t.same(acl([], { REDIS_URL: 'redis://:secret@h:6379/x' }), { code: 1, out: '', err: 'tornado-api acl: REDIS_URL=(value hidden) is invalid: its database (the path, or ?db=) must be a number, e.g. redis://host:6379/0\n' })
 })
 
 t.test('the bin runs it: stdout and stderr as in-process', async (t) => {

@@ -114,6 +114,17 @@ t.test('a bad REDIS_CLUSTER_NODES is named before any connection', async (t) => 
   t.same({ code, out, err }, { code: 1, out: '', err: 'tornado-api keys: REDIS_CLUSTER_NODES="127.0.0.1:70000" is invalid: expected host:port, got "127.0.0.1:70000"\n' })
 })
 
+t.test('a REDIS_URL that does not parse is named, its password never shown (it came out in a TypeError stack)', async (t) => {
+  for (const url of ['redis://:wrongPW@h:notaport', 'redis://:%ZZwrongPW@h:6379', 'redis://:wrongPW@h:6379/x']) {
+    let out = ''
+    let err = ''
+    const code = await runKeysCommand(['list'], { REDIS_URL: url }, { out: (s) => (out += s), err: (s) => (err += s) })
+    t.equal(code, 1, url.replace('wrongPW', '…'))
+    t.match(err, /^tornado-api keys: REDIS_URL=\(value hidden\) is invalid: /)
+    t.notMatch(`${out}${err}`, 'wrongPW')
+  }
+})
+
 t.test('no Redis Cluster at REDIS_CLUSTER_NODES: exit 1 naming the seed nodes, no password', async (t) => {
   const nodes = `127.0.0.1:${await freePort()},127.0.0.1:${await freePort()}`
   let out = ''

@@ -136,7 +136,11 @@ t.test('a bad REDIS_URL is named, its password never shown', async (t) => {
   t.equal(wrongScheme, 'REDIS_URL=(value hidden) is invalid: a redis:// or rediss:// URL, e.g. redis://:password@host:6379/0')
   const unparseable = configError({ ...base, REDIS_URL: 'redis://:hunter2@cache:99999' })
   t.equal(unparseable, 'REDIS_URL=(value hidden) is invalid: not a parseable URL, e.g. redis://:password@host:6379/0')
-  t.notOk(`${wrongScheme}${unparseable}`.includes('hunter2'))
+  const badEscape = configError({ ...base, REDIS_URL: 'redis://:%ZZhunter2@cache:6379' })
+  t.equal(badEscape, 'REDIS_URL=(value hidden) is invalid: its user or password holds a malformed %-escape (write a % as %25)')
+  const badDatabase = configError({ ...base, REDIS_URL: 'redis://:hunter2@cache:6379/?db=x' })
+  t.equal(badDatabase, 'REDIS_URL=(value hidden) is invalid: its database (the path, or ?db=) must be a number, e.g. redis://host:6379/0')
+  t.notOk(`${wrongScheme}${unparseable}${badEscape}${badDatabase}`.includes('hunter2'))
 })
 
 t.test("the API's own-prefixed variables are all in FLEET_VARIABLES (the agent accepts them in a shared environment)", async (t) => {

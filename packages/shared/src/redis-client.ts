@@ -20,7 +20,20 @@ const FAIL_FAST: RedisOptions = {
 const backoff = (attempt: number) => Math.min(50 * 2 ** attempt, 500) * (0.75 + Math.random() * 0.5)
 
 export function createRedisClient(url: string, options: RedisOptions = {}): Redis {
-  return dropConnectionOnTimeout(new Redis(url, { ...FAIL_FAST, retryStrategy: backoff, ...options }))
+  return refuseMissingDatabase(dropConnectionOnTimeout(new Redis(url, { ...FAIL_FAST, retryStrategy: backoff, ...options })))
+}
+
+/**
+ * ioredis reports a failed SELECT (a database this Redis does not have: `databases` is 16 by default) as an error
+ * event and then goes ready on database 0, where an agent would write and an API read beside whatever lives there.
+ * Dropping the connection instead keeps the client unready: the process reports Redis unavailable with this
+ * reason, and retries with the usual backoff, in case the server's configuration is being fixed.
+ */
+function refuseMissingDatabase(redis: Redis): Redis {
+  redis.on('error', (err: Error) => {
+    if (/DB index is out of range/.test(err.message)) redis.stream?.destroy()
+  })
+  return redis
 }
 
 /** The rejection ioredis gives a command that outlived commandTimeout. */
@@ -93,6 +106,52 @@ export interface RedisConnectionConfig {
   clusterNodes?: { host: string; port: number }[] | undefined
   /** Redis Sentinels that name the primary; never together with clusterNodes. */
   sentinel?: SentinelConfig | undefined
+}
+
+/**
+ * The database a Redis URL selects, as ioredis reads it: the path, else ?db=, else 0. A ConfigError naming REDIS_URL
+ * (never showing it: it may hold a password) when it is not a database number.
+ */
+export function redisDatabaseOf(url: URL): number {
+  const path = /^\/?(\d{0,9})$/.exec(url.pathname)
+  const text = path?.[1] || url.searchParams.get('db') || '0'
+  if (!path || !/^\d{1,9}$/.test(text)) {
+    throw new ConfigError('REDIS_URL=(value hidden) is invalid: its database (the path, or ?db=) must be a number, e.g. redis://host:6379/0')
+  }
+  return Number(text)
+}
+
+/**
+ * REDIS_URL checked as ioredis will read it, so that a bad one stops start-up naming the variable: ioredis itself
+ * throws a bare "URI malformed" or "Invalid URL" later (with the value, password and all, in the stack trace), and
+ * runs on database 0 when the path is not a number.
+ */
+export function checkRedisUrl(url: string, topology: Pick<RedisConnectionConfig, 'clusterNodes'>): void {
+  const invalid = (why: string) => new ConfigError(`REDIS_URL=(value hidden) is invalid: ${why}`)
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    throw invalid('not a parseable URL, e.g. redis://:password@host:6379/0')
+  }
+  try {
+    decodeURIComponent(parsed.username)
+    decodeURIComponent(parsed.password)
+  } catch {
+    throw invalid('its user or password holds a malformed %-escape (write a % as %25)')
+  }
+  const db = redisDatabaseOf(parsed)
+  if (db !== 0 && topology.clusterNodes?.length) throw invalid(`it selects database ${db}, and Redis Cluster has only database 0`)
+}
+
+/**
+ * What REDIS_URL, REDIS_CLUSTER_NODES and the REDIS_SENTINEL* variables select; a ConfigError naming the variable
+ * when one is bad, or when both a cluster and Sentinels are set.
+ */
+export function redisConnectionFromEnv(vars: Parameters<typeof redisTopologyFromEnv>[0] & { REDIS_URL: string }): RedisConnectionConfig {
+  const topology = redisTopologyFromEnv(vars)
+  checkRedisUrl(vars.REDIS_URL, topology)
+  return { url: vars.REDIS_URL, ...topology }
 }
 
 /** What REDIS_CLUSTER_NODES and the REDIS_SENTINEL* variables select; a ConfigError when both are set. */
