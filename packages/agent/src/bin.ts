@@ -62,7 +62,8 @@ async function main(): Promise<void> {
   try {
     config = loadConfig(process.env, { hostname: hostname(), simulate: flags.simulate, watchProcesses: flags['watch-processes'] })
   } catch (err) {
-    if (err instanceof ConfigError) fail(`configuration error: ${err.message}`)
+    // The same two lines as tornado-api's: the variable and why, then where every variable is described.
+    if (err instanceof ConfigError) fail(`${err.message}\nRun tornado-agent --help for every variable and its default.`)
     throw err
   }
 

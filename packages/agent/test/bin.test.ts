@@ -73,7 +73,7 @@ t.test('--help, --version, a bad option, a bad or misspelt variable and a bad ru
   t.equal((await badVariable.exit).code, 1)
   t.equal(
     badVariable.stderr(),
-    'tornado-agent: configuration error: HEARTBEAT_INTERVAL_MS="50" is invalid: milliseconds between heartbeats, an integer from 100 to 60000\n',
+    'tornado-agent: HEARTBEAT_INTERVAL_MS="50" is invalid: milliseconds between heartbeats, an integer from 100 to 60000\nRun tornado-agent --help for every variable and its default.\n',
     'the message names the variable, no stack trace',
   )
   t.equal(badVariable.stdout(), '')
@@ -81,7 +81,7 @@ t.test('--help, --version, a bad option, a bad or misspelt variable and a bad ru
   t.equal((await misspelt.exit).code, 1)
   t.equal(
     misspelt.stderr(),
-    'tornado-agent: configuration error: TORNADO_SHRADS is not a Tornado variable (did you mean TORNADO_SHARDS?); unset it, or see --help for the variables\n',
+    'tornado-agent: TORNADO_SHRADS is not a Tornado variable (did you mean TORNADO_SHARDS?); unset it, or see --help for the variables\nRun tornado-agent --help for every variable and its default.\n',
   )
   t.equal(misspelt.stdout(), '', 'nothing started')
 
@@ -91,7 +91,7 @@ t.test('--help, --version, a bad option, a bad or misspelt variable and a bad ru
   t.equal((await badRules.exit).code, 1)
   t.equal(
     badRules.stderr(),
-    `tornado-agent: configuration error: TORNADO_PROCESS_RULES=${JSON.stringify(rulesFile)} is invalid: "encoding" is not a stage; the stages are downloading, muxing, uploading\n`,
+    `tornado-agent: TORNADO_PROCESS_RULES=${JSON.stringify(rulesFile)} is invalid: "encoding" is not a stage; the stages are downloading, muxing, uploading\nRun tornado-agent --help for every variable and its default.\n`,
   )
   t.equal(badRules.stdout(), '')
 })

@@ -163,7 +163,7 @@ t.test('--help describes every variable with its default', async (t) => {
   t.match(lines[names.indexOf('REDIS_SENTINEL_NAME')], /\(default: mymaster\)$/)
   t.equal(lines[names.indexOf('AGENT_TOKEN')], `  AGENT_TOKEN              ${TOKEN_RULE} (default: unset)`, 'unset means no token')
   t.match(lines[names.indexOf('REDIS_CLUSTER_NODES')], /\(default: unset\)$/)
-  t.match(lines[names.indexOf('TORNADO_NODE_ID')], /\(default: unset\)$/)
+  t.match(lines[names.indexOf('TORNADO_NODE_ID')], /; default: the hostname$/, 'its own default, not "(default: unset)" after it')
 })
 
 t.test("the agent's own-prefixed variables are all in FLEET_VARIABLES (the API accepts them in a shared environment)", async (t) => {

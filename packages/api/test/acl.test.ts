@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import t from 'tap'
+import { fileURLToPath } from 'node:url'
 import { shardKeys } from '@tornado/shared'
 import { RedisServer } from '@tornado/shared/testing'
 import { BEAT_SCRIPT, LIST_SCRIPT, RECOUNT_SCRIPT, REMOVE_SCRIPT, TOTALS_SCRIPT } from '../../shared/src/heartbeat-scripts.js'
@@ -66,7 +67,7 @@ t.test('bad arguments and variables: exit 2 with the usage, exit 1 naming the va
 
 t.test('the bin runs it: stdout and stderr as in-process', async (t) => {
   const run = async (args: string[]) => {
-    const child = spawn(process.execPath, [...process.execArgv, 'src/bin.ts', 'acl', ...args], {
+    const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(new URL('../src/bin.ts', import.meta.url)), 'acl', ...args], {
       // tap's loader needs its own variables; ours are left out so the defaults apply.
       env: Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(REDIS_.*|TORNADO_.*)$/.test(name))),
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -100,7 +100,9 @@ export function describeVariables(schema: TObject): string[] {
     const { default: fallback, description } = property as { default?: unknown; description?: string }
     const required = fallback === undefined && (schema.required ?? []).includes(name)
     const shown = fallback !== undefined ? `default: ${String(fallback)}` : required ? 'required' : 'default: unset'
-    return `  ${name.padEnd(width)}${description ?? ''} (${shown})`
+    // A description that states its own default ("default: the hostname") says it better than "unset".
+    const suffix = fallback === undefined && !required && description?.includes('default:') ? '' : ` (${shown})`
+    return `  ${name.padEnd(width)}${description ?? ''}${suffix}`
   })
 }
 
