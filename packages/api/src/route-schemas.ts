@@ -22,6 +22,11 @@ export const KeyRequired = errorBody('No accepted x-api-key header (a session co
   { error: 'Invalid API Key' },
 ])
 
+export const TooManyFailures = errorBody(
+  'This client address failed to authenticate AUTH_FAILURE_LIMIT times within a minute: refused, even with a right key, until the Retry-After header\'s seconds have passed',
+  [{ error: 'Too many failed authentications from this address; retry in 60 s' }],
+)
+
 export const RedisUnavailable = errorBody(
   'Redis is down or not answering; the answer comes within about a second and the API recovers by itself',
   [{ error: 'Redis unavailable' }],

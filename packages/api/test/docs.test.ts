@@ -33,7 +33,8 @@ t.test('OpenAPI document and Swagger UI, all served locally', async (t) => {
 
   t.test("the seed's example bodies and every error response", async (t) => {
     const cluster = doc.paths['/dashboard/cluster']!.get!.responses
-    t.same(Object.keys(cluster).sort(), ['200', '401', '503'])
+    t.same(Object.keys(cluster).sort(), ['200', '401', '429', '503'])
+    t.same(examplesOf(cluster['429']!.content!['application/json']), [{ error: 'Too many failed authentications from this address; retry in 60 s' }])
     t.same(examplesOf(cluster['200']!.content!['application/json']), [{ total_downloading: 45, total_muxing: 12, total_uploading: 8 }])
     t.same(examplesOf(cluster['401']!.content!['application/json']), [
       { error: 'Missing x-api-key header' },
@@ -43,15 +44,15 @@ t.test('OpenAPI document and Swagger UI, all served locally', async (t) => {
     t.same(examplesOf(cluster['503']!.content!['application/json']), [{ error: 'Redis unavailable' }])
 
     const nodes = doc.paths['/dashboard/nodes']!.get!.responses
-    t.same(Object.keys(nodes).sort(), ['200', '401', '503'])
+    t.same(Object.keys(nodes).sort(), ['200', '401', '429', '503'])
     t.match(examplesOf(nodes['200']!.content!['application/json'])[0], { nodes: [{ id: 'worker-1', status: 'online' }, { status: 'stale' }] })
 
     const stream = doc.paths['/dashboard/cluster/stream']!.get!.responses
-    t.same(Object.keys(stream).sort(), ['200', '400', '401'])
+    t.same(Object.keys(stream).sort(), ['200', '400', '401', '429', '503'])
     t.match(examplesOf(stream['200']!.content!['text/event-stream'])[0], /^event: cluster\ndata: \{"total_downloading":45,"total_muxing":12,"total_uploading":8\}\n\n/)
 
     const session = doc.paths['/dashboard/session']!
-    t.same(Object.keys(session.post!.responses).sort(), ['200', '401'])
+    t.same(Object.keys(session.post!.responses).sort(), ['200', '401', '429', '503'])
     t.same(examplesOf(session.post!.responses['401']!.content!['application/json']), [{ error: 'Missing x-api-key header' }, { error: 'Invalid API Key' }])
     t.same(Object.keys(session.delete!.responses), ['204'])
   })

@@ -90,8 +90,13 @@ async function authPlugin(fastify: FastifyInstance, options: AuthPluginOptions) 
   // Addresses past the limit, until when: while locked out even a right key is refused, or guessing would go on
   // at full speed with the 200 among the 429s giving the answer away.
   const lockedUntil = new Map<string, number>()
-  const tooMany = (untilMs: number) =>
-    fastify.httpErrors.tooManyRequests(`Too many failed authentications from this address; retry in ${Math.max(1, Math.ceil((untilMs - Date.now()) / 1000))} s`)
+  const tooMany = (untilMs: number) => {
+    const seconds = Math.max(1, Math.ceil((untilMs - Date.now()) / 1000))
+    // Retry-After for clients and proxies that back off by it; the message says the same for people.
+    return Object.assign(fastify.httpErrors.tooManyRequests(`Too many failed authentications from this address; retry in ${seconds} s`), {
+      headers: { 'retry-after': String(seconds) },
+    })
+  }
   const fail = async (request: FastifyRequest, message: string): Promise<never> => {
     const limit = await countFailure(request)
     if (!limit.isAllowed && limit.isExceeded) {

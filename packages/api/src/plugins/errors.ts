@@ -13,6 +13,9 @@ async function errorsPlugin(fastify: FastifyInstance) {
     const status = error.statusCode ?? 500
     if (error instanceof fastify.httpErrors.HttpError || (status >= 400 && status < 500)) {
       const body: ErrorBody = { error: error.message }
+      // Headers an HTTP error carries (Retry-After on a 429), as Fastify's own handler would send them.
+      const { headers } = error as { headers?: Record<string, string> }
+      if (headers) reply.headers(headers)
       return reply.code(status).send(body)
     }
     request.log.error({ err: error }, 'request failed')

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { readClusterTotals } from '../reads.js'
-import { ClusterTotalsBody, DASHBOARD_SECURITY, RedisUnavailable, Unauthorized } from '../route-schemas.js'
+import { ClusterTotalsBody, DASHBOARD_SECURITY, RedisUnavailable, TooManyFailures, Unauthorized } from '../route-schemas.js'
 
 export const DashboardClusterSchema = {
   tags: ['dashboard'],
@@ -12,6 +12,7 @@ export const DashboardClusterSchema = {
   response: {
     200: ClusterTotalsBody,
     401: Unauthorized,
+    429: TooManyFailures,
     503: RedisUnavailable,
   },
 }

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { readNodeList } from '../reads.js'
-import { DASHBOARD_SECURITY, NodeListBody, RedisUnavailable, Unauthorized } from '../route-schemas.js'
+import { DASHBOARD_SECURITY, NodeListBody, RedisUnavailable, TooManyFailures, Unauthorized } from '../route-schemas.js'
 
 export interface NodesRoutesOptions {
   onlineWithinMs: number
@@ -18,7 +18,7 @@ const dashboardNodesRoutes: FastifyPluginAsyncTypebox<NodesRoutesOptions> = asyn
           'Every node whose last heartbeat is at most STALE_AFTER_MS (30 s) old, sorted by id. `status` is `online` while the last heartbeat is ' +
           "under ONLINE_WITHIN_MS (5 s) old, else `stale`. Ages are on the Redis server's clock.",
         security: DASHBOARD_SECURITY,
-        response: { 200: NodeListBody, 401: Unauthorized, 503: RedisUnavailable },
+        response: { 200: NodeListBody, 401: Unauthorized, 429: TooManyFailures, 503: RedisUnavailable },
       },
       onRequest: fastify.verifyApiKey,
     },

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { KeyRequired, SessionBody } from '../route-schemas.js'
+import { KeyRequired, RedisUnavailable, SessionBody, TooManyFailures } from '../route-schemas.js'
 import { createSessionToken, SESSION_COOKIE, SESSION_TTL_MS } from '../session.js'
 
 const cookieOptions = (request: FastifyRequest) => ({
@@ -28,7 +28,7 @@ const dashboardSessionRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
           `valid for ${SESSION_TTL_MS / 60_000} minutes, which every /dashboard/* GET accepts in place of the header. ` +
           'The token is stateless: any API replica with the same key accepts it, and removing the key invalidates it.',
         security: [{ apiKey: [] }],
-        response: { 200: SessionBody, 401: KeyRequired },
+        response: { 200: SessionBody, 401: KeyRequired, 429: TooManyFailures, 503: RedisUnavailable },
       },
       onRequest: fastify.verifyApiKey,
     },

@@ -2,7 +2,7 @@ import { Type } from 'typebox'
 import { fastifyPlugin } from 'fastify-plugin'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { readClusterTotals, readNodeList } from '../reads.js'
-import { BadQuery, DASHBOARD_SECURITY, STREAM_EXAMPLE, Unauthorized } from '../route-schemas.js'
+import { BadQuery, DASHBOARD_SECURITY, RedisUnavailable, STREAM_EXAMPLE, TooManyFailures, Unauthorized } from '../route-schemas.js'
 import { ClusterFeed, sseEvent, type TickChunks } from '../stream/cluster-feed.js'
 
 declare module 'fastify' {
@@ -71,6 +71,8 @@ const dashboardStreamRoutes: FastifyPluginAsyncTypebox<StreamRoutesOptions> = as
           },
           400: BadQuery,
           401: Unauthorized,
+          429: TooManyFailures,
+          503: RedisUnavailable,
         },
       },
       onRequest: fastify.verifyApiKey,
