@@ -1,4 +1,5 @@
-import { fastify, LogController, type FastifyServerOptions } from 'fastify'
+import type { Server, ServerResponse } from 'node:http'
+import { fastify, LogController, type FastifyHttpOptions } from 'fastify'
 import fastifyCookie from '@fastify/cookie'
 import fastifySensible from '@fastify/sensible'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -25,7 +26,24 @@ export interface BuildAppOptions {
   logger?: { stream?: { write(line: string): void }; level?: LogLevel }
   /** Time between the event stream's ticks (default 1 s; tests shorten it). */
   streamIntervalMs?: number
+  /** How long a client may take to send its headers, and its whole request (default CLIENT_REQUEST_TIMEOUT_MS; tests shorten it). */
+  requestTimeoutMs?: number
 }
+
+/**
+ * On close, how long requests already received may take to finish before every connection left is closed. Covers a
+ * Redis read that hangs until its 1 s command timeout and answers 503.
+ */
+export const STOP_GRACE_MS = 1_500
+/**
+ * A client must send its headers, and its whole request, within this. Node's defaults (Fastify turns the request
+ * timeout off) let a client that sends a byte now and then hold a connection for minutes, or forever mid-body.
+ * Every request here is a GET or a tiny JSON body. The timeout ends at the request: a long response (the event
+ * stream) is not cut.
+ */
+export const CLIENT_REQUEST_TIMEOUT_MS = 10_000
+/** How often Node looks for connections past those timeouts (its default, 30 s, would triple the wait). */
+const TIMEOUT_CHECK_INTERVAL_MS = 1_000
 
 /** Paths of secrets pino replaces with "[Redacted]" wherever a log line would carry them. */
 const REDACTED_PATHS = [
@@ -40,8 +58,8 @@ const REDACTED_PATHS = [
 ]
 
 /** Builds the API with its plugins and routes; never listens (server.ts does, tests use inject or listen). */
-export async function buildApp({ config, logger, streamIntervalMs }: BuildAppOptions) {
-  const options: FastifyServerOptions = {
+export async function buildApp({ config, logger, streamIntervalMs, requestTimeoutMs = CLIENT_REQUEST_TIMEOUT_MS }: BuildAppOptions) {
+  const options: FastifyHttpOptions<Server> = {
     logger: {
       level: logger?.level ?? config.logLevel,
       redact: REDACTED_PATHS,
@@ -52,10 +70,13 @@ export async function buildApp({ config, logger, streamIntervalMs }: BuildAppOpt
     logController: new LogController({ disableRequestLogging: true }), // requestLogPlugin writes one line instead
     clientErrorHandler,
     frameworkErrors,
-    // A dashboard polls every second over keep-alive connections; closing must not wait for them to idle out.
+    // Idle keep-alive connections (a dashboard polls every second) close at once; the rest after STOP_GRACE_MS (below).
     forceCloseConnections: 'idle',
+    requestTimeout: requestTimeoutMs,
+    http: { headersTimeout: requestTimeoutMs, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS },
   }
   const app = fastify(options).withTypeProvider<TypeBoxTypeProvider>()
+  const closeConnections = connectionsCloser(app.server)
 
   await app.register(metricsPlugin) // first: its hook counts every route, and the Redis plugin times reads through it
   await app.register(requestLogPlugin)
@@ -73,7 +94,40 @@ export async function buildApp({ config, logger, streamIntervalMs }: BuildAppOpt
   await app.register(dashboardStreamRoutes, { onlineWithinMs: config.onlineWithinMs, ...(streamIntervalMs ? { intervalMs: streamIntervalMs } : {}) })
   await app.register(dashboardSessionRoutes)
   await app.register(pageRoutes)
+  // Last: the stream's preClose hook has ended the event streams by now, so they do not use up the grace.
+  app.addHook('preClose', async () => void closeConnections(STOP_GRACE_MS))
   return app
+}
+
+/**
+ * Returns what closing calls: it waits until every request received has been answered, or graceMs, then closes every
+ * connection left. server.close() alone closes only idle ones and waits for the rest, so a client that never finishes
+ * its request (connects and sends nothing, stops mid-headers or mid-body) would hold the stop indefinitely.
+ */
+function connectionsCloser(server: Server): (graceMs: number) => Promise<void> {
+  const open = new Set<ServerResponse>()
+  let onDrained: (() => void) | undefined
+  server.on('request', (_request, response: ServerResponse) => {
+    open.add(response)
+    response.once('close', () => {
+      open.delete(response)
+      if (open.size === 0) onDrained?.()
+    })
+  })
+  return (graceMs) =>
+    new Promise<void>((resolve) => {
+      const closeAll = () => {
+        clearTimeout(timer)
+        onDrained = undefined
+        // Called from preClose, before Fastify's server.close(), which follows without an I/O turn in between:
+        // no connection can arrive in the gap.
+        server.closeAllConnections()
+        resolve()
+      }
+      const timer = setTimeout(closeAll, graceMs)
+      onDrained = closeAll
+      if (open.size === 0) closeAll()
+    })
 }
 
 export type App = Awaited<ReturnType<typeof buildApp>>

@@ -1,9 +1,12 @@
 import { ConfigError, type Env } from '@tornado/shared'
-import { buildApp, type App } from './app.js'
+import { buildApp, STOP_GRACE_MS, type App } from './app.js'
 import { describeConfig, loadApiConfig } from './config.js'
 
-/** How long a graceful stop may take before the process exits anyway. */
-const STOP_DEADLINE_MS = 5_000
+/**
+ * How long a graceful stop may take before the process exits 1 anyway: a backstop. Closing ends every connection
+ * after STOP_GRACE_MS and quitting Redis is bounded, so a stop takes at most about STOP_GRACE_MS plus a second.
+ */
+const STOP_DEADLINE_MS = STOP_GRACE_MS + 3_500
 
 /**
  * Runs the API as a process: reads the configuration, builds the app, listens, and stops cleanly on SIGTERM/SIGINT
