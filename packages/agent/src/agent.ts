@@ -155,15 +155,20 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   logger.info({ event: 'started', node_id: nodeId, url, hostname: hostInfo.current.hostname, ip: hostInfo.current.ip }, 'agent started')
 
   let stopping: Promise<void> | undefined
+  // Not waiting on the local server: its clients (a half-sent request) must not keep the node in the totals.
   const shutdown = async () => {
     simulator?.stop()
-    await Promise.allSettled([loop.stop(), server.close(), processWatcher?.stop()])
+    await Promise.allSettled([loop.stop(), processWatcher?.stop()])
     const removed = await store.removeNode(nodeId, instanceId)
     logger.info({ event: 'removed', node_id: nodeId, removed }, removed ? 'node removed from the totals' : 'no record of this agent to remove')
   }
   const stop = () => {
     stopping ??= (async () => {
       logger.info({ event: 'stopping' }, 'stopping: no more beats, removing this node from the totals')
+      // Closing in parallel with the removal: requests in flight get CLOSE_GRACE_MS, then every connection is closed.
+      const serverClosed = server.close().catch((err: unknown) =>
+        logger.warn({ event: 'close_failed', err: describeError(err) }, 'error closing the local HTTP interface'),
+      )
       let deadline: NodeJS.Timeout | undefined
       const timedOut = new Promise<'timeout'>((resolve) => (deadline = setTimeout(() => resolve('timeout'), SHUTDOWN_DEADLINE_MS)))
       const outcome = await Promise.race([shutdown().catch((err: unknown) => err), timedOut])
@@ -175,7 +180,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       simulator?.stop()
       void processWatcher?.stop()
       hostInfo.stop()
-      await quit(redis)
+      await Promise.all([serverClosed, quit(redis)])
       logger.info({ event: 'stopped' }, 'agent stopped')
     })()
     return stopping

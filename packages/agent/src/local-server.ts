@@ -1,3 +1,4 @@
+import type { Server, ServerResponse } from 'node:http'
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { clientErrorHandler, ErrorBody, JobCounts, MAX_JOB_COUNT } from '@tornado/shared'
@@ -8,6 +9,15 @@ import { DEFAULT_WORKER, MAX_TTL_MS, MIN_TTL_MS } from './workers/worker-registr
 import { refuseReport, registerWorkerRoutes } from './workers/worker-routes.js'
 
 export const BODY_LIMIT_BYTES = 1024
+/** On close, how long requests already received may take to finish before every connection left is closed. */
+export const CLOSE_GRACE_MS = 1_000
+/**
+ * A worker must send its headers, and its whole request, within this: Fastify turns Node's request timeout off, so a
+ * client stopping mid-body held its connection for ever. Reports are a few bytes; the answers are never long.
+ */
+export const CLIENT_REQUEST_TIMEOUT_MS = 10_000
+/** How often Node looks for connections past that timeout (its default, 30 s, would make it 40 s). */
+const TIMEOUT_CHECK_INTERVAL_MS = 1_000
 
 export interface LocalServerOptions {
   logger: Logger
@@ -48,7 +58,12 @@ export function buildLocalServer(options: LocalServerOptions) {
     routerOptions: { maxParamLength: 16 * 1024 },
     // Fastify's defaults would turn "3" into 3 and silently drop unknown fields; a bad report must be refused.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+    requestTimeout: CLIENT_REQUEST_TIMEOUT_MS,
+    http: { headersTimeout: CLIENT_REQUEST_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS },
   })
+  const closeConnections = connectionsCloser(app.server)
+  // Closing must not wait on a client that never finishes its request (see connectionsCloser).
+  app.addHook('preClose', async () => void closeConnections(CLOSE_GRACE_MS))
   app.removeContentTypeParser('text/plain') // JSON only
   if (options.token !== undefined) app.addHook('onRequest', requireToken(options.token))
 
@@ -91,6 +106,37 @@ export function buildLocalServer(options: LocalServerOptions) {
     refuseIfSimulating: (reply) => refuseIfSimulating(options, reply, 'worker reports'),
   })
   return app
+}
+
+/**
+ * Returns what closing calls: it waits until every request received has been answered, or graceMs, then closes every
+ * connection left. server.close() alone closes only idle ones and waits for the rest, so a client that connects and
+ * sends nothing, or stops mid-headers or mid-body, would hold the close indefinitely.
+ */
+function connectionsCloser(server: Server): (graceMs: number) => Promise<void> {
+  const open = new Set<ServerResponse>()
+  let onDrained: (() => void) | undefined
+  server.on('request', (_request, response: ServerResponse) => {
+    open.add(response)
+    response.once('close', () => {
+      open.delete(response)
+      if (open.size === 0) onDrained?.()
+    })
+  })
+  return (graceMs) =>
+    new Promise<void>((resolve) => {
+      const closeAll = () => {
+        clearTimeout(timer)
+        onDrained = undefined
+        // Called from preClose, before Fastify's server.close(), which follows without an I/O turn in between:
+        // no connection can arrive in the gap.
+        server.closeAllConnections()
+        resolve()
+      }
+      const timer = setTimeout(closeAll, graceMs)
+      onDrained = closeAll
+      if (open.size === 0) closeAll()
+    })
 }
 
 function refuseIfSimulating(options: LocalServerOptions, reply: FastifyReply, what: string) {
