@@ -6,14 +6,17 @@ import { MAX_JOB_COUNT } from './schemas.js'
  * inside the script counts. hostname comes last so that nothing in it can shift the other fields. Each shard (hash-tag group) holds:
  *   <tag>:nodes       ZSET  node id -> time of its last heartbeat, ms on the Redis server's clock
  *   <tag>:node:<id>   STRING  "downloading|muxing|uploading|seen_ms|agent_time_ms|instance|ip|hostname"
- *   <tag>:totals      HASH  downloading, muxing, uploading: the sums over every member of <tag>:nodes
+ *   <tag>:totals      HASH  downloading, muxing, uploading: the sums over every member of <tag>:nodes;
+ *                           recounted_ms: when a recount last wrote it (see readTotals)
  *
  * Invariant, kept by every script atomically: the totals are the sums of the records of the ZSET's members, and
  * every member has a valid record. A beat adds the node's change in counts; pruning a stale node (or removing one
  * on shutdown) subtracts its last counts. So reading the totals costs O(nodes pruned since the last read), never
  * O(fleet). Anything that breaks the invariant from outside (garbage written under the prefix) is detected on the
  * spot, dropped, and the shard is recounted; scripts report how many records they dropped (a node set or totals key
- * of the wrong type or with garbage values counts as one) so callers can log it.
+ * of the wrong type or with garbage values counts as one, as does a missing totals key that was not zero) so callers
+ * can log it. Pruning and removal delete a node's record with its membership: a record whose node is not a member is
+ * left over from damage, never part of the normal life of a node.
  */
 
 const PRELUDE = `
@@ -23,26 +26,39 @@ if not redis.REDIS_VERSION_NUM then redis.replicate_commands() end
 local MAX_JOB_COUNT = ${MAX_JOB_COUNT}
 -- Sums stay exact in Lua's doubles (and in JSON) far below 2^53.
 local MAX_TOTAL = 1e15
+-- Every seen_ms and node set score is stamped by a beat with Redis's own TIME, so none is ever later than Redis's
+-- now, unless the server's clock was stepped back (an NTP correction): 60 s of tolerance covers such a step. Anything
+-- further ahead is garbage; trusted, it would never be pruned and would be counted forever.
+local FUTURE_TOLERANCE_MS = 60000
 
+-- Plain decimal digits only: Lua's tonumber also takes '0x10', '1e3', ' 7' and '5.0', none of which a script writes.
 local function jobCount(v)
+  if type(v) ~= 'string' or not string.match(v, '^%d+$') then return nil end
   local n = tonumber(v)
-  if n == nil or n ~= n or n < 0 or n > MAX_JOB_COUNT or n ~= math.floor(n) then return nil end
+  if n > MAX_JOB_COUNT then return nil end
   return n
 end
 
+-- One script is one instant: TIME is asked once, however many records are checked against it.
+local now_ms
 local function nowMs()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not now_ms then
+    local t = redis.call('TIME')
+    now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now_ms
 end
 
--- {downloading, muxing, uploading, instance} of a record, or nil when it is missing or garbage.
--- {downloading, muxing, uploading, instance, seen_ms, ip, hostname} of a record's text, or nil when it is garbage.
+-- {downloading, muxing, uploading, instance, seen_ms, ip, hostname} of a record's text, or nil when it is garbage
+-- (a seen_ms from the future included).
 local function parseRecord(text)
   if type(text) ~= 'string' then return nil end
   local d, m, u, seen, _, instance, ip, hostname = string.match(text, '^(%d+)|(%d+)|(%d+)|(%d+)|(%d*)|([^|]+)|([^|]*)|(.*)$')
   d, m, u = jobCount(d), jobCount(m), jobCount(u)
   if d == nil or m == nil or u == nil then return nil end
-  return { d, m, u, instance, tonumber(seen), ip, hostname }
+  seen = tonumber(seen)
+  if seen > nowMs() + FUTURE_TOLERANCE_MS then return nil end
+  return { d, m, u, instance, seen, ip, hostname }
 end
 
 local function readRecord(key)
@@ -51,30 +67,52 @@ local function readRecord(key)
   return parseRecord(value)
 end
 
--- The kept totals, or nil when the key has the wrong type or a field is not a non-negative integer.
-local function readTotals(key)
-  local f = redis.pcall('HMGET', key, 'downloading', 'muxing', 'uploading')
-  if f.err then return nil end
-  local out = {}
-  for i = 1, 3 do
-    if f[i] == false then out[i] = 0 else
-      local n = tonumber(f[i])
-      if n == nil or n ~= n or n < 0 or n > MAX_TOTAL or n ~= math.floor(n) then return nil end
-      out[i] = n
-    end
-  end
-  return out
+-- A totals value as HINCRBY writes it: '0' or digits without a leading zero (HINCRBY itself refuses any other form,
+-- and a negative sum of non-negative counts is garbage too).
+local function plainTotal(v)
+  if type(v) ~= 'string' or not (v == '0' or string.match(v, '^[1-9]%d*$')) then return nil end
+  local n = tonumber(v)
+  if n > MAX_TOTAL then return nil end
+  return n
 end
 
--- Adds sign * counts to the totals; false when the totals key was garbage (the caller then recounts).
-local STAGES = { 'downloading', 'muxing', 'uploading' }
-local function addToTotals(key, sign, counts)
+-- The kept totals and whether a recount wrote them (sealed), or nil when the key has the wrong type or a value is
+-- garbage. Unsealed, they may be a missing key read as zeros, or a key that HINCRBY recreated from one beat's change
+-- after it was deleted: only a recount tells whether they are the sums (see checkedRecount). Every recount writes
+-- recounted_ms with the three sums and HINCRBY never deletes a field, so a sealed key lacking a sum is garbage.
+local function readTotals(key)
+  local f = redis.pcall('HMGET', key, 'downloading', 'muxing', 'uploading', 'recounted_ms')
+  if f.err then return nil end
+  local sealed = f[4] ~= false
+  if sealed and not plainTotal(f[4]) then return nil end
+  local out = {}
   for i = 1, 3 do
-    if counts[i] ~= 0 and type(redis.pcall('HINCRBY', key, STAGES[i], sign * counts[i])) ~= 'number' then
-      return false
+    if f[i] == false then
+      if sealed then return nil end
+      out[i] = 0
+    else
+      out[i] = plainTotal(f[i])
+      if out[i] == nil then return nil end
     end
   end
-  return true
+  return out, sealed
+end
+
+-- Adds sign * counts to the totals; false when the totals key was garbage (the caller then recounts). Also true as
+-- second value when a sum was 0 or absent before (HINCRBY answered its own increment): the key may have been
+-- deleted and just recreated by this call, which the caller checks (one HMGET, only then).
+local STAGES = { 'downloading', 'muxing', 'uploading' }
+local function addToTotals(key, sign, counts)
+  local fresh = false
+  for i = 1, 3 do
+    local by = sign * counts[i]
+    if by ~= 0 then
+      local n = redis.pcall('HINCRBY', key, STAGES[i], by)
+      if type(n) ~= 'number' or n < 0 or n > MAX_TOTAL then return false end
+      if n == by then fresh = true end
+    end
+  end
+  return true, fresh
 end
 
 -- A key of the wrong type where the node set belongs: its members would be lost, but every record says when its
@@ -124,15 +162,46 @@ local function recount(nodesKey, totalsKey, nodePrefix)
     end
   end
   redis.call('DEL', totalsKey)
-  redis.call('HSET', totalsKey, 'downloading', sums[1], 'muxing', sums[2], 'uploading', sums[3])
+  redis.call('HSET', totalsKey, 'downloading', sums[1], 'muxing', sums[2], 'uploading', sums[3], 'recounted_ms', nowMs())
   return { sums[1], sums[2], sums[3], dropped }
+end
+
+-- Recounts totals that were unsealed (kept: as readTotals read them): they count as one dropped when they were
+-- not the sums, a deleted key that still had members for one. Returns {d, m, u, dropped}.
+local function checkedRecount(nodesKey, totalsKey, nodePrefix, kept)
+  local sums = recount(nodesKey, totalsKey, nodePrefix)
+  if kept[1] ~= sums[1] or kept[2] ~= sums[2] or kept[3] ~= sums[3] then sums[4] = sums[4] + 1 end
+  return sums
+end
+
+-- The shard's totals once its own keys are what the scripts wrote, recounting them when not. Unsealed zeros of an
+-- empty shard (no totals key yet) need no recount. Returns {d, m, u, dropped}.
+local function soundTotals(nodesKey, totalsKey, nodePrefix)
+  local card = redis.pcall('ZCARD', nodesKey)
+  local totals, sealed = readTotals(totalsKey)
+  if type(card) ~= 'number' or not totals then return recount(nodesKey, totalsKey, nodePrefix) end
+  if sealed or (card == 0 and totals[1] == 0 and totals[2] == 0 and totals[3] == 0) then
+    return { totals[1], totals[2], totals[3], 0 }
+  end
+  return checkedRecount(nodesKey, totalsKey, nodePrefix, totals)
 end
 
 -- Checks the shard's own keys; recounts when they are not what the scripts wrote. Returns records dropped.
 local function ensureSound(nodesKey, totalsKey, nodePrefix)
-  local card = redis.pcall('ZCARD', nodesKey)
-  if type(card) == 'number' and readTotals(totalsKey) then return 0 end
-  return recount(nodesKey, totalsKey, nodePrefix)[4]
+  return soundTotals(nodesKey, totalsKey, nodePrefix)[4]
+end
+
+-- Members stamped later than now (beyond FUTURE_TOLERANCE_MS) would never be pruned: each is dropped with its
+-- record and the shard recounted. One O(log n) call when there are none. Returns records dropped.
+local function dropFuture(nodesKey, totalsKey, nodePrefix)
+  local ahead = redis.pcall('ZRANGEBYSCORE', nodesKey, '(' .. (nowMs() + FUTURE_TOLERANCE_MS), '+inf')
+  if ahead.err then return recount(nodesKey, totalsKey, nodePrefix)[4] end
+  if #ahead == 0 then return 0 end
+  for _, id in ipairs(ahead) do
+    redis.call('ZREM', nodesKey, id)
+    redis.call('DEL', nodePrefix .. id)
+  end
+  return #ahead + recount(nodesKey, totalsKey, nodePrefix)[4]
 end
 
 -- Removes members last seen before cutoff (at most limit of them; limit 0 means all) and subtracts their counts.
@@ -159,7 +228,8 @@ local function prune(nodesKey, totalsKey, nodePrefix, cutoff, limit)
       sound = addToTotals(totalsKey, -1, rec)
     end
   end
-  if not sound then recount(nodesKey, totalsKey, nodePrefix) end
+  -- A totals key found garbage (or deleted: a sum went negative) counts in what the recount dropped.
+  if not sound then dropped = dropped + recount(nodesKey, totalsKey, nodePrefix)[4] end
   return #stale, dropped
 end
 `
@@ -202,22 +272,42 @@ if type(old) == 'table' and old.err then
   dropped = 1
 end
 
--- ZADD answers 1 when the node was not a member: then nothing of its old record is in the totals.
+-- ZADD answers 1 when the node was not a member. Pruning and removal delete the record with the membership, so a
+-- new or returning node has no old record, and nothing of it is in the totals: its counts are added.
 local added = redis.pcall('ZADD', nodesKey, now, nodeId)
+local previous = parseRecord(old)
 local previousInstance, previousAge = '', -1
+if previous then previousInstance, previousAge = previous[4], math.max(0, now - previous[5]) end
 local needRecount = type(added) ~= 'number'
-if not needRecount and added == 0 then
-  local previous = parseRecord(old)
+local sound, fresh = true, false
+if needRecount then
+  -- the node set had the wrong type: recounted below
+elseif added == 0 then
   if previous == nil then
     dropped = 1 -- a member whose record was garbage (or missing): its share of the totals is unknown
     needRecount = true
   else
-    previousInstance = previous[4]
-    previousAge = now - previous[5]
-    needRecount = not addToTotals(totalsKey, 1, { counts[1] - previous[1], counts[2] - previous[2], counts[3] - previous[3] })
+    sound, fresh = addToTotals(totalsKey, 1, { counts[1] - previous[1], counts[2] - previous[2], counts[3] - previous[3] })
   end
-elseif not needRecount then
-  needRecount = not addToTotals(totalsKey, 1, counts)
+elseif previous == nil then
+  sound, fresh = addToTotals(totalsKey, 1, counts)
+else
+  -- Not a member, yet a valid record: the node left the set some other way (its member or the whole set deleted
+  -- from outside, or a set of the wrong type emptied without the right to SCAN). Whether its old counts are in the
+  -- totals is unknown, so adding either way could count it twice or never: recount (the new record and membership
+  -- are already in place, so the recount includes this node once).
+  needRecount = true
+end
+needRecount = needRecount or not sound
+if fresh and not needRecount then
+  -- A sum that was 0 or absent before this beat: if the totals key had been deleted, HINCRBY just recreated it
+  -- from this beat's change alone. A key a recount wrote (sealed) is sound; only then is this one more call.
+  local kept, sealed = readTotals(totalsKey)
+  if not kept then
+    needRecount = true
+  elseif not sealed then
+    dropped = dropped + checkedRecount(nodesKey, totalsKey, nodePrefix, kept)[4]
+  end
 end
 if needRecount then
   dropped = dropped + recount(nodesKey, totalsKey, nodePrefix)[4]
@@ -246,9 +336,16 @@ export const REMOVE_SCRIPT = `${PRELUDE}
 local nodesKey, nodeKey, totalsKey = KEYS[1], KEYS[2], KEYS[3]
 local nodeId, instanceId, nodePrefix = ARGV[1], ARGV[2], ARGV[3]
 ensureSound(nodesKey, totalsKey, nodePrefix)
-if not redis.call('ZSCORE', nodesKey, nodeId) then return 0 end
 local rec = readRecord(nodeKey)
 if rec and rec[4] ~= instanceId then return -1 end
+if not redis.call('ZSCORE', nodesKey, nodeId) then
+  if not rec then return 0 end
+  -- This instance's record without its membership (see BEAT_SCRIPT): whether the totals hold its counts is
+  -- unknown, and it would never be pruned. Deleted, and the shard recounted.
+  redis.call('DEL', nodeKey)
+  recount(nodesKey, totalsKey, nodePrefix)
+  return 1
+end
 redis.call('ZREM', nodesKey, nodeId)
 redis.call('DEL', nodeKey)
 if not (rec and addToTotals(totalsKey, -1, rec)) then recount(nodesKey, totalsKey, nodePrefix) end
@@ -268,12 +365,9 @@ if staleAfterMs == nil or staleAfterMs <= 0 then return redis.error_reply('ERR t
 local now = nowMs()
 local freshWithinMs = tonumber(ARGV[3]) or staleAfterMs
 local pruned, dropped = prune(nodesKey, totalsKey, nodePrefix, now - staleAfterMs, 0)
-local totals = readTotals(totalsKey)
-if not totals then
-  local sums = recount(nodesKey, totalsKey, nodePrefix)
-  totals = sums
-  dropped = dropped + sums[4]
-end
+dropped = dropped + dropFuture(nodesKey, totalsKey, nodePrefix)
+local totals = soundTotals(nodesKey, totalsKey, nodePrefix)
+dropped = dropped + totals[4]
 local fresh = redis.call('ZCOUNT', nodesKey, '(' .. (now - freshWithinMs), '+inf')
 return { totals[1], totals[2], totals[3], redis.call('ZCARD', nodesKey), pruned, dropped, now, fresh }
 `
@@ -289,9 +383,10 @@ local staleAfterMs, nodePrefix = tonumber(ARGV[1]), ARGV[2]
 if staleAfterMs == nil or staleAfterMs <= 0 then return redis.error_reply('ERR tornado recount: bad staleAfterMs') end
 local dropped = ensureSound(nodesKey, totalsKey, nodePrefix)
 local _, prunedDropped = prune(nodesKey, totalsKey, nodePrefix, nowMs() - staleAfterMs, 0)
-local kept = readTotals(totalsKey)
+dropped = dropped + prunedDropped + dropFuture(nodesKey, totalsKey, nodePrefix)
+local kept = readTotals(totalsKey) or { 0, 0, 0 }
 local fresh = recount(nodesKey, totalsKey, nodePrefix)
-return { kept[1], kept[2], kept[3], fresh[1], fresh[2], fresh[3], redis.call('ZCARD', nodesKey), dropped + prunedDropped + fresh[4] }
+return { kept[1], kept[2], kept[3], fresh[1], fresh[2], fresh[3], redis.call('ZCARD', nodesKey), dropped + fresh[4] }
 `
 
 /**
@@ -307,6 +402,8 @@ local staleAfterMs, nodePrefix = tonumber(ARGV[1]), ARGV[2]
 if staleAfterMs == nil or staleAfterMs <= 0 then return redis.error_reply('ERR tornado list: bad staleAfterMs') end
 local now = nowMs()
 local pruned, dropped = prune(nodesKey, totalsKey, nodePrefix, now - staleAfterMs, 0)
+-- After these, every score is between now - staleAfterMs and now + FUTURE_TOLERANCE_MS: ages stay safe integers.
+dropped = dropped + dropFuture(nodesKey, totalsKey, nodePrefix)
 -- prune leaves nodesKey a ZSET or absent.
 local members = redis.call('ZRANGE', nodesKey, 0, -1, 'WITHSCORES')
 local out = { now, pruned, 0 }

@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis'
 import { BEAT_SCRIPT, LIST_SCRIPT, RECOUNT_SCRIPT, REMOVE_SCRIPT, TOTALS_SCRIPT } from './heartbeat-scripts.js'
-import type { ClusterTotals, JobCounts, NodeHeartbeat } from './schemas.js'
+import { MAX_JOB_COUNT, type ClusterTotals, type JobCounts, type NodeHeartbeat } from './schemas.js'
 
 /**
  * The one place that knows how heartbeats are stored in Redis. Agent and API both go through it.
@@ -100,15 +100,13 @@ export function parseRecord(nodeId: string, text: string): Omit<StoredNode, 'las
   const match = /^(\d+)\|(\d+)\|(\d+)\|(\d+)\|(\d*)\|([^|]+)\|([^|]*)\|(.*)$/s.exec(text)
   if (!match) return undefined
   const [, downloading, muxing, uploading, seen, agentTime, instanceId, ip, hostname] = match as unknown as string[]
-  return {
-    nodeId,
-    instanceId: instanceId!,
-    hostname: hostname!,
-    ip: ip!,
-    counts: { downloading: Number(downloading), muxing: Number(muxing), uploading: Number(uploading) },
-    agentTimeMs: Number(agentTime),
-    seenMs: Number(seen),
-  }
+  const counts = { downloading: Number(downloading), muxing: Number(muxing), uploading: Number(uploading) }
+  // The scripts' rules (jobCount): a count above MAX_JOB_COUNT makes the record garbage; times must be exact numbers.
+  if (Object.values(counts).some((n) => n > MAX_JOB_COUNT)) return undefined
+  const agentTimeMs = Number(agentTime)
+  const seenMs = Number(seen)
+  if (!Number.isSafeInteger(agentTimeMs) || !Number.isSafeInteger(seenMs)) return undefined
+  return { nodeId, instanceId: instanceId!, hostname: hostname!, ip: ip!, counts, agentTimeMs, seenMs }
 }
 
 export interface RecountResult {
