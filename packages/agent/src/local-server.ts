@@ -1,7 +1,6 @@
-import type { Server, ServerResponse } from 'node:http'
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { clientErrorHandler, ErrorBody, JobCounts, MAX_JOB_COUNT } from '@tornado/shared'
+import { clientErrorHandler, connectionsCloser, ErrorBody, JobCounts, MAX_JOB_COUNT } from '@tornado/shared'
 import type { Logger } from 'pino'
 import type { NodeCounts } from './node-counts.js'
 import { requireToken } from './token-auth.js'
@@ -108,36 +107,6 @@ export function buildLocalServer(options: LocalServerOptions) {
   return app
 }
 
-/**
- * Returns what closing calls: it waits until every request received has been answered, or graceMs, then closes every
- * connection left. server.close() alone closes only idle ones and waits for the rest, so a client that connects and
- * sends nothing, or stops mid-headers or mid-body, would hold the close indefinitely.
- */
-function connectionsCloser(server: Server): (graceMs: number) => Promise<void> {
-  const open = new Set<ServerResponse>()
-  let onDrained: (() => void) | undefined
-  server.on('request', (_request, response: ServerResponse) => {
-    open.add(response)
-    response.once('close', () => {
-      open.delete(response)
-      if (open.size === 0) onDrained?.()
-    })
-  })
-  return (graceMs) =>
-    new Promise<void>((resolve) => {
-      const closeAll = () => {
-        clearTimeout(timer)
-        onDrained = undefined
-        // Called from preClose, before Fastify's server.close(), which follows without an I/O turn in between:
-        // no connection can arrive in the gap.
-        server.closeAllConnections()
-        resolve()
-      }
-      const timer = setTimeout(closeAll, graceMs)
-      onDrained = closeAll
-      if (open.size === 0) closeAll()
-    })
-}
 
 function refuseIfSimulating(options: LocalServerOptions, reply: FastifyReply, what: string) {
   if (!options.simulating) return

@@ -1,9 +1,9 @@
-import type { Server, ServerResponse } from 'node:http'
+import type { Server } from 'node:http'
 import { fastify, LogController, type FastifyHttpOptions } from 'fastify'
 import fastifyCookie from '@fastify/cookie'
 import fastifySensible from '@fastify/sensible'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { LogLevel } from '@tornado/shared'
+import { connectionsCloser, type LogLevel } from '@tornado/shared'
 import type { ApiConfig } from './config.js'
 import authPlugin from './plugins/auth.js'
 import docsPlugin from './plugins/docs.js'
@@ -97,37 +97,6 @@ export async function buildApp({ config, logger, streamIntervalMs, requestTimeou
   // Last: the stream's preClose hook has ended the event streams by now, so they do not use up the grace.
   app.addHook('preClose', async () => void closeConnections(STOP_GRACE_MS))
   return app
-}
-
-/**
- * Returns what closing calls: it waits until every request received has been answered, or graceMs, then closes every
- * connection left. server.close() alone closes only idle ones and waits for the rest, so a client that never finishes
- * its request (connects and sends nothing, stops mid-headers or mid-body) would hold the stop indefinitely.
- */
-function connectionsCloser(server: Server): (graceMs: number) => Promise<void> {
-  const open = new Set<ServerResponse>()
-  let onDrained: (() => void) | undefined
-  server.on('request', (_request, response: ServerResponse) => {
-    open.add(response)
-    response.once('close', () => {
-      open.delete(response)
-      if (open.size === 0) onDrained?.()
-    })
-  })
-  return (graceMs) =>
-    new Promise<void>((resolve) => {
-      const closeAll = () => {
-        clearTimeout(timer)
-        onDrained = undefined
-        // Called from preClose, before Fastify's server.close(), which follows without an I/O turn in between:
-        // no connection can arrive in the gap.
-        server.closeAllConnections()
-        resolve()
-      }
-      const timer = setTimeout(closeAll, graceMs)
-      onDrained = closeAll
-      if (open.size === 0) closeAll()
-    })
 }
 
 export type App = Awaited<ReturnType<typeof buildApp>>
