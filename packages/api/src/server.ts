@@ -42,8 +42,11 @@ export async function runServer(env: Env): Promise<void> {
   try {
     await app.listen({ port: config.port, host: config.host })
   } catch (err) {
-    app.log.fatal({ reason: (err as Error).message }, 'cannot listen')
+    // Named as the variables that chose the address: EADDRINUSE or ENOTFOUND alone leaves the operator guessing.
+    const message = `cannot listen on ${config.host}:${config.port} (HOST, PORT): ${(err as Error).message}`
+    app.log.fatal({ reason: (err as Error).message, host: config.host, port: config.port }, message)
     await app.close()
+    process.stderr.write(`tornado-api: ${message}\n`)
     process.exit(1)
   }
 }

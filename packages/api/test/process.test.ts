@@ -149,10 +149,13 @@ t.test('a real process: serves over HTTP, stops on SIGTERM with exit 0, never lo
 
   const samePort = spawnApi(t, { REDIS_URL: redisUrl, TORNADO_API_KEYS: API_KEY, PORT: new URL(url).port, HOST: '127.0.0.1' })
   t.equal((await samePort.exit).code, 1, 'a second API on the same port exits 1')
-  t.match(logEntries(samePort.output()).find((entry) => entry.msg === 'cannot listen'), {
+  const port = new URL(url).port
+  t.match(logEntries(samePort.output()).find((entry) => String(entry.msg).startsWith('cannot listen')), {
     level: 60,
+    msg: `cannot listen on 127.0.0.1:${port} (HOST, PORT): listen EADDRINUSE: address already in use 127.0.0.1:${port}`,
     reason: /EADDRINUSE/,
   })
+  t.match(samePort.output(), `\ntornado-api: cannot listen on 127.0.0.1:${port} (HOST, PORT): `, 'and on stderr, naming the variables')
   t.notOk(samePort.output().includes(REDIS_PASSWORD))
 
   api.child.kill('SIGTERM')
