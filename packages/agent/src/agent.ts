@@ -102,7 +102,10 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     read: deps.readHostInfo,
     onError: (err) => logger.warn({ event: 'host_info_failed', err: describeError(err) }, 'cannot read hostname/IP; keeping the last known'),
   })
-  await Promise.all([hostInfo.start(), waitForReady(redis, REDIS_READY_WAIT_MS)])
+  // Waited for only before the first beat: the local interface listens meanwhile, so workers' first reports are
+  // taken (and counted in that beat) even while Redis is slow to answer or away.
+  const redisReady = waitForReady(redis, REDIS_READY_WAIT_MS)
+  await hostInfo.start()
 
   const store = new HeartbeatStore(redis, config.layout, config.staleAfterMs)
   const counts = new NodeCounts({
@@ -149,7 +152,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     )
   }
 
-  await processWatcher?.start()
+  await Promise.all([processWatcher?.start(), redisReady])
   await loop.start()
   simulator?.start()
   logger.info({ event: 'started', node_id: nodeId, url, hostname: hostInfo.current.hostname, ip: hostInfo.current.ip }, 'agent started')
