@@ -143,6 +143,8 @@ export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url)
     if (parsed.password) parsed.password = '***'
+    // Anything after a '#' is no part of the connection, and may be the rest of a password written with a bare #.
+    parsed.hash = ''
     // Rebuilt by hand: URLSearchParams would encode the asterisks.
     const names = [...parsed.searchParams.keys()]
     if (names.length > 0) parsed.search = names.map((name) => `${encodeURIComponent(name)}=***`).join('&')

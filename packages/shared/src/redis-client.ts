@@ -114,7 +114,8 @@ export interface RedisConnectionConfig {
  */
 export function redisDatabaseOf(url: URL): number {
   const path = /^\/?(\d{0,9})$/.exec(url.pathname)
-  const text = path?.[1] || url.searchParams.get('db') || '0'
+  // The path wins over the query, and of repeated ?db= the last one, as ioredis reads them.
+  const text = path?.[1] || url.searchParams.getAll('db').at(-1) || '0'
   if (!path || !/^\d{1,9}$/.test(text)) {
     throw new ConfigError('REDIS_URL=(value hidden) is invalid: its database (the path, or ?db=) must be a number, e.g. redis://host:6379/0')
   }
@@ -134,6 +135,8 @@ export function checkRedisUrl(url: string, topology: Pick<RedisConnectionConfig,
   } catch {
     throw invalid('not a parseable URL, e.g. redis://:password@host:6379/0')
   }
+  // ioredis ends the URL at a '#': the rest (often the remainder of a password) would be dropped in silence.
+  if (url.includes('#')) throw invalid("it holds a '#', where the URL ends for ioredis: write a # in a password as %23")
   try {
     decodeURIComponent(parsed.username)
     decodeURIComponent(parsed.password)

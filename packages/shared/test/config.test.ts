@@ -41,6 +41,8 @@ t.test('host:port and redaction', async (t) => {
   // ioredis authenticates with a password given in the query string too (verified against a real Redis).
   t.equal(redactUrl('redis://redis:6379/0?password=hunter2'), 'redis://redis:6379/0?password=***')
   t.equal(redactUrl('redis://:pw@redis:6379?sentinelPassword=hunter2&family=6'), 'redis://:***@redis:6379?sentinelPassword=***&family=***')
+  t.equal(redactUrl('redis://u:6520#Sup3rSecret@127.0.0.1:6520'), 'redis://u:6520', 'nothing after a #')
+  t.equal(redactUrl('redis://h/0?password=pa#ss-SECRET'), 'redis://h/0?password=***')
   t.equal(redactUrl('not a url'), '(unparseable URL)')
 })
 

@@ -40,6 +40,13 @@ t.test('checkRedisUrl: what ioredis would misread stops start-up, naming REDIS_U
     t.equal(why(url), 'its database (the path, or ?db=) must be a number, e.g. redis://host:6379/0', url)
   }
   t.equal(why('redis://:pw@h:6379/2', true), 'it selects database 2, and Redis Cluster has only database 0')
+  // ioredis takes the last ?db= (and the path before any): checked as it reads them.
+  t.equal(why('redis://:pw@h:6379/?db=0&db=x'), 'its database (the path, or ?db=) must be a number, e.g. redis://host:6379/0')
+  t.equal(why('redis://:pw@h:6379/?db=0&db=3', true), 'it selects database 3, and Redis Cluster has only database 0')
+  t.equal(why('redis://:pw@h:6379/0?db=3', true), 'ok', 'the path wins')
+  t.equal(why('redis://u:6379#pw@h:6379'), "it holds a '#', where the URL ends for ioredis: write a # in a password as %23")
+  t.equal(why('redis://h/0?password=pw#more'), "it holds a '#', where the URL ends for ioredis: write a # in a password as %23")
+  t.equal(why('redis://:p%23w@h:6379'), 'ok')
 })
 
 t.test('a database the server does not have: never ready, nothing written to database 0', async (t) => {
