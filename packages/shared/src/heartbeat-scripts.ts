@@ -7,16 +7,20 @@ import { MAX_JOB_COUNT } from './schemas.js'
  *   <tag>:nodes       ZSET  node id -> time of its last heartbeat, ms on the Redis server's clock
  *   <tag>:node:<id>   STRING  "downloading|muxing|uploading|seen_ms|agent_time_ms|instance|ip|hostname"
  *   <tag>:totals      HASH  downloading, muxing, uploading: the sums over every member of <tag>:nodes;
+ *                           members: how many members' counts those sums hold;
  *                           recounted_ms: when a recount last wrote it (see readTotals)
  *
- * Invariant, kept by every script atomically: the totals are the sums of the records of the ZSET's members, and
- * every member has a valid record. A beat adds the node's change in counts; pruning a stale node (or removing one
- * on shutdown) subtracts its last counts. So reading the totals costs O(nodes pruned since the last read), never
- * O(fleet). Anything that breaks the invariant from outside (garbage written under the prefix) is detected on the
- * spot, dropped, and the shard is recounted; scripts report how many records they dropped (a node set or totals key
- * of the wrong type or with garbage values counts as one, as does a missing totals key that was not zero) so callers
- * can log it. Pruning and removal delete a node's record with its membership: a record whose node is not a member is
- * left over from damage, never part of the normal life of a node.
+ * Invariant, kept by every script atomically: the totals are the sums of the records of the ZSET's members, members
+ * is the ZSET's size, and every member has a valid record. A beat adds the node's change in counts; a node that
+ * joins the set (ZADD answers 1) adds its full counts and 1 to members; pruning a stale node (or removing one on
+ * shutdown) subtracts its last counts and 1 from members. So reading the totals costs O(nodes pruned since the last
+ * read), never O(fleet), and a beat is O(1) whatever happened before it. Anything that breaks the invariant from
+ * outside (garbage written under the prefix) is detected on the spot, dropped, and the shard is recounted; scripts
+ * report how many records they dropped (a node set or totals key of the wrong type or with garbage values counts as
+ * one, as does a missing totals key that was not zero, or a node set whose size is not the members the totals hold:
+ * the set or some of its members deleted from outside) so callers can log it. Pruning and removal delete a node's
+ * record with its membership: a record whose node is not a member is left over from damage, never part of the
+ * normal life of a node. Such a node's next beat joins it again like any other (see BEAT_SCRIPT).
  */
 
 const PRELUDE = `
@@ -76,15 +80,20 @@ local function plainTotal(v)
   return n
 end
 
--- The kept totals and whether a recount wrote them (sealed), or nil when the key has the wrong type or a value is
--- garbage. Unsealed, they may be a missing key read as zeros, or a key that HINCRBY recreated from one beat's change
--- after it was deleted: only a recount tells whether they are the sums (see checkedRecount). Every recount writes
--- recounted_ms with the three sums and HINCRBY never deletes a field, so a sealed key lacking a sum is garbage.
+-- The kept totals, whether a recount wrote them (sealed) and, when sealed, how many members' counts they hold; or nil
+-- when the key has the wrong type or a value is garbage. Unsealed, they may be a missing key read as zeros, or a key
+-- that HINCRBY recreated from one beat's change after it was deleted: only a recount tells whether they are the sums
+-- (see checkedRecount), and their members says nothing. Every recount writes recounted_ms and members with the three
+-- sums and HINCRBY never deletes a field, so a sealed key lacking a sum or members is garbage.
 local function readTotals(key)
-  local f = redis.pcall('HMGET', key, 'downloading', 'muxing', 'uploading', 'recounted_ms')
+  local f = redis.pcall('HMGET', key, 'downloading', 'muxing', 'uploading', 'recounted_ms', 'members')
   if f.err then return nil end
   local sealed = f[4] ~= false
-  if sealed and not plainTotal(f[4]) then return nil end
+  local members
+  if sealed then
+    members = plainTotal(f[5])
+    if not (plainTotal(f[4]) and members) then return nil end
+  end
   local out = {}
   for i = 1, 3 do
     if f[i] == false then
@@ -95,19 +104,20 @@ local function readTotals(key)
       if out[i] == nil then return nil end
     end
   end
-  return out, sealed
+  return out, sealed, members
 end
 
--- Adds sign * counts to the totals; false when the totals key was garbage (the caller then recounts). Also true as
--- second value when a sum was 0 or absent before (HINCRBY answered its own increment): the key may have been
--- deleted and just recreated by this call, which the caller checks (one HMGET, only then).
-local STAGES = { 'downloading', 'muxing', 'uploading' }
-local function addToTotals(key, sign, counts)
+-- Adds sign * counts to the totals, and sign * members (optional: nodes joining or leaving the set) to their
+-- members; false when the totals key was garbage (the caller then recounts). Also true as second value when a sum or
+-- members was 0 or absent before (HINCRBY answered its own increment): the key may have been deleted and just
+-- recreated by this call, which the caller checks (one HMGET, only then).
+local FIELDS = { 'downloading', 'muxing', 'uploading', 'members' }
+local function addToTotals(key, sign, counts, members)
   local fresh = false
-  for i = 1, 3 do
-    local by = sign * counts[i]
+  for i = 1, 4 do
+    local by = sign * (i < 4 and counts[i] or members or 0)
     if by ~= 0 then
-      local n = redis.pcall('HINCRBY', key, STAGES[i], by)
+      local n = redis.pcall('HINCRBY', key, FIELDS[i], by)
       if type(n) ~= 'number' or n < 0 or n > MAX_TOTAL then return false end
       if n == by then fresh = true end
     end
@@ -142,8 +152,8 @@ local function rebuildMembers(nodesKey, nodePrefix)
   return dropped
 end
 
--- Rebuilds the totals from the members' records, dropping members whose record is garbage; a node set or totals
--- key that was garbage itself counts as one more dropped.
+-- Rebuilds the totals (and members: the members counted) from the members' records, dropping members whose record
+-- is garbage; a node set or totals key that was garbage itself counts as one more dropped.
 -- O(members of this shard): runs only when asked for, or when garbage was found. Returns {d, m, u, dropped}.
 local function recount(nodesKey, totalsKey, nodePrefix)
   local dropped = 0
@@ -151,10 +161,12 @@ local function recount(nodesKey, totalsKey, nodePrefix)
   if nodesType ~= 'zset' and nodesType ~= 'none' then dropped = 1 + rebuildMembers(nodesKey, nodePrefix) end
   if redis.call('EXISTS', totalsKey) == 1 and not readTotals(totalsKey) then dropped = dropped + 1 end
   local sums = { 0, 0, 0 }
+  local members = 0
   for _, id in ipairs(redis.call('ZRANGE', nodesKey, 0, -1)) do
     local rec = readRecord(nodePrefix .. id)
     if rec then
       for i = 1, 3 do sums[i] = sums[i] + rec[i] end
+      members = members + 1
     else
       dropped = dropped + 1
       redis.call('ZREM', nodesKey, id)
@@ -162,7 +174,8 @@ local function recount(nodesKey, totalsKey, nodePrefix)
     end
   end
   redis.call('DEL', totalsKey)
-  redis.call('HSET', totalsKey, 'downloading', sums[1], 'muxing', sums[2], 'uploading', sums[3], 'recounted_ms', nowMs())
+  redis.call('HSET', totalsKey, 'downloading', sums[1], 'muxing', sums[2], 'uploading', sums[3], 'members', members,
+    'recounted_ms', nowMs())
   return { sums[1], sums[2], sums[3], dropped }
 end
 
@@ -178,11 +191,20 @@ end
 -- empty shard (no totals key yet) need no recount. Returns {d, m, u, dropped}.
 local function soundTotals(nodesKey, totalsKey, nodePrefix)
   local card = redis.pcall('ZCARD', nodesKey)
-  local totals, sealed = readTotals(totalsKey)
+  local totals, sealed, members = readTotals(totalsKey)
   if type(card) ~= 'number' or not totals then return recount(nodesKey, totalsKey, nodePrefix) end
-  if sealed or (card == 0 and totals[1] == 0 and totals[2] == 0 and totals[3] == 0) then
-    return { totals[1], totals[2], totals[3], 0 }
+  if sealed then
+    if members == card then return { totals[1], totals[2], totals[3], 0 } end
+    -- The sums hold the counts of more or fewer nodes than the set has members: the set, or some of its members,
+    -- were deleted from outside (their counts are still in the sums, and beats may since have added some of those
+    -- nodes again). A recount makes sums and members exact over the current members; from then each join adds
+    -- both, each prune or removal subtracts both, so they stay exact, and a count that disagrees again is new damage.
+    -- Counted as one dropped, so that it is logged.
+    local sums = recount(nodesKey, totalsKey, nodePrefix)
+    sums[4] = sums[4] + 1
+    return sums
   end
+  if card == 0 and totals[1] == 0 and totals[2] == 0 and totals[3] == 0 then return { 0, 0, 0, 0 } end
   return checkedRecount(nodesKey, totalsKey, nodePrefix, totals)
 end
 
@@ -204,8 +226,8 @@ local function dropFuture(nodesKey, totalsKey, nodePrefix)
   return #ahead + recount(nodesKey, totalsKey, nodePrefix)[4]
 end
 
--- Removes members last seen before cutoff (at most limit of them; limit 0 means all) and subtracts their counts.
--- Returns pruned, dropped.
+-- Removes members last seen before cutoff (at most limit of them; limit 0 means all) and subtracts their counts and
+-- their number from the totals, in one batch. Returns pruned, dropped.
 local function prune(nodesKey, totalsKey, nodePrefix, cutoff, limit)
   local stale
   if limit > 0 then
@@ -214,21 +236,23 @@ local function prune(nodesKey, totalsKey, nodePrefix, cutoff, limit)
     stale = redis.pcall('ZRANGEBYSCORE', nodesKey, '-inf', '(' .. cutoff)
   end
   if stale.err then return 0, recount(nodesKey, totalsKey, nodePrefix)[4] end
+  if #stale == 0 then return 0, 0 end
   local dropped = 0
-  local sound = true
+  local gone = { 0, 0, 0 }
   for _, id in ipairs(stale) do
     local key = nodePrefix .. id
     local rec = readRecord(key)
     redis.call('ZREM', nodesKey, id)
     redis.call('DEL', key)
-    if not rec then
+    if rec then
+      for i = 1, 3 do gone[i] = gone[i] + rec[i] end
+    else
       dropped = dropped + 1
-      sound = false
-    elseif sound then
-      sound = addToTotals(totalsKey, -1, rec)
     end
   end
-  -- A totals key found garbage (or deleted: a sum went negative) counts in what the recount dropped.
+  -- A garbage record's share of the totals is unknown: recount. A totals key found garbage (or deleted: a sum or
+  -- members went negative) counts in what the recount dropped.
+  local sound = dropped == 0 and addToTotals(totalsKey, -1, gone, #stale)
   if not sound then dropped = dropped + recount(nodesKey, totalsKey, nodePrefix)[4] end
   return #stale, dropped
 end
@@ -272,8 +296,13 @@ if type(old) == 'table' and old.err then
   dropped = 1
 end
 
--- ZADD answers 1 when the node was not a member. Pruning and removal delete the record with the membership, so a
--- new or returning node has no old record, and nothing of it is in the totals: its counts are added.
+-- ZADD answers 1 when the node was not a member: its full counts are added, and 1 to members (only on this join path;
+-- a normal beat makes no more calls for it). Pruning and removal take its counts and membership out together, so
+-- nothing of a new or returning node is in the totals. A node with a valid old record that was no member left the
+-- set some other way (its member or the whole set deleted from outside, or a set of the wrong type emptied without
+-- the right to SCAN): its old counts may still be in the sums, but then so is its 1 in members, which joining again
+-- makes one more than the set's size; the next read sees that and recounts (soundTotals). Recounting here instead
+-- cost O(shard) per returning node, O(n^2) for a whole shard coming back after its set was deleted.
 local added = redis.pcall('ZADD', nodesKey, now, nodeId)
 local previous = parseRecord(old)
 local previousInstance, previousAge = '', -1
@@ -289,18 +318,12 @@ elseif added == 0 then
   else
     sound, fresh = addToTotals(totalsKey, 1, { counts[1] - previous[1], counts[2] - previous[2], counts[3] - previous[3] })
   end
-elseif previous == nil then
-  sound, fresh = addToTotals(totalsKey, 1, counts)
 else
-  -- Not a member, yet a valid record: the node left the set some other way (its member or the whole set deleted
-  -- from outside, or a set of the wrong type emptied without the right to SCAN). Whether its old counts are in the
-  -- totals is unknown, so adding either way could count it twice or never: recount (the new record and membership
-  -- are already in place, so the recount includes this node once).
-  needRecount = true
+  sound, fresh = addToTotals(totalsKey, 1, counts, 1)
 end
 needRecount = needRecount or not sound
 if fresh and not needRecount then
-  -- A sum that was 0 or absent before this beat: if the totals key had been deleted, HINCRBY just recreated it
+  -- A sum (or members) that was 0 or absent before this beat: if the totals key had been deleted, HINCRBY just recreated it
   -- from this beat's change alone. A key a recount wrote (sealed) is sound; only then is this one more call.
   local kept, sealed = readTotals(totalsKey)
   if not kept then
@@ -314,7 +337,7 @@ if needRecount then
   -- A node set of the wrong type was emptied rather than rebuilt (no right to SCAN): this node joins it again.
   if not redis.call('ZSCORE', nodesKey, nodeId) then
     redis.call('ZADD', nodesKey, now, nodeId)
-    addToTotals(totalsKey, 1, counts)
+    addToTotals(totalsKey, 1, counts, 1)
   end
 end
 
@@ -340,15 +363,15 @@ local rec = readRecord(nodeKey)
 if rec and rec[4] ~= instanceId then return -1 end
 if not redis.call('ZSCORE', nodesKey, nodeId) then
   if not rec then return 0 end
-  -- This instance's record without its membership (see BEAT_SCRIPT): whether the totals hold its counts is
-  -- unknown, and it would never be pruned. Deleted, and the shard recounted.
+  -- This instance's record without its membership (see BEAT_SCRIPT): it would never be pruned, so it is deleted.
+  -- ensureSound above just checked members against the set's size (recounting when they differed), so the totals
+  -- hold no counts of this non-member.
   redis.call('DEL', nodeKey)
-  recount(nodesKey, totalsKey, nodePrefix)
   return 1
 end
 redis.call('ZREM', nodesKey, nodeId)
 redis.call('DEL', nodeKey)
-if not (rec and addToTotals(totalsKey, -1, rec)) then recount(nodesKey, totalsKey, nodePrefix) end
+if not (rec and addToTotals(totalsKey, -1, rec, 1)) then recount(nodesKey, totalsKey, nodePrefix) end
 return 1
 `
 

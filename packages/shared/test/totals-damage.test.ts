@@ -125,7 +125,7 @@ t.test('damage from outside on a real redis-server', async (t) => {
     t.same((await store.readTotals()).totals, totals(3, 0, 5))
   })
 
-  t.test('a removal of a node that is no member takes its record out and recounts', async (t) => {
+  t.test('a removal of a node that is no member takes its record out, and the totals leave its counts out', async (t) => {
     await twoNodes()
     await raw.zrem(keys.nodes, 'a') // its counts are still in the totals
     t.equal(await store.removeNode('a', 'other'), false, 'another instance\'s record is left alone')
@@ -188,5 +188,109 @@ t.test('damage from outside on a real redis-server', async (t) => {
     t.same(read.totals, totals(3, 1, 0))
     t.equal(read.dropped, 1)
     t.equal(read.liveNodes, 1)
+  })
+
+  // The totals hold how many members' counts they sum; a node set that lost members from outside disagrees with it.
+  const fleet = async (n: number, counts: (i: number) => JobCounts) => {
+    for (let i = 0; i < n; i += 250) {
+      await Promise.all(
+        Array.from({ length: Math.min(250, n - i) }, (_, j) => store.writeHeartbeat(beat(`n${i + j}`, counts(i + j)))),
+      )
+    }
+  }
+
+  t.test('a deleted node set with no beats after it: the next read is zero and reports it', async (t) => {
+    await fleet(200, () => ({ downloading: 1, muxing: 2, uploading: 3 }))
+    t.same((await store.readTotals()).totals, totals(200, 400, 600))
+    await raw.del(keys.nodes)
+    const read = await store.readTotals()
+    t.same(read.totals, totals(0, 0, 0))
+    t.equal(read.liveNodes, 0)
+    t.equal(read.dropped, 1, 'the lost members count as one dropped')
+    const again = await store.readTotals()
+    t.same(again.totals, totals(0, 0, 0))
+    t.equal(again.dropped, 0)
+    t.same((await store.listNodes()).nodes, [])
+  })
+
+  t.test('a member removed from outside whose agent never beats again leaves the totals', async (t) => {
+    await fleet(3, (i) => ({ downloading: i + 1, muxing: 10 * (i + 1), uploading: 100 * (i + 1) }))
+    t.same((await store.readTotals()).totals, totals(6, 60, 600))
+    await raw.zrem(keys.nodes, 'n1')
+    const read = await store.readTotals()
+    t.same(read.totals, totals(4, 40, 400), 'exactly n1\'s counts out')
+    t.equal(read.dropped, 1)
+    const again = await store.readTotals()
+    t.same(again.totals, totals(4, 40, 400))
+    t.equal(again.dropped, 0)
+  })
+
+  t.test('pruning, removal and joins keep members exact: no damage reported where there is none', async (t) => {
+    await fleet(4, () => ({ downloading: 1, muxing: 0, uploading: 0 }))
+    await store.writeHeartbeat(beat('idle', { downloading: 0, muxing: 0, uploading: 0 }))
+    const now = await redisNowMs(raw)
+    await raw.zadd(keys.nodes, now - 31_000, 'n0', now - 31_000, 'idle')
+    const pruned = await store.readTotals()
+    t.same(pruned.totals, totals(3, 0, 0))
+    t.equal(pruned.pruned, 2)
+    t.equal(pruned.dropped, 0)
+    t.equal(await store.removeNode('n1', 'i-n1'), true)
+    await store.writeHeartbeat(beat('n0', { downloading: 2, muxing: 0, uploading: 0 }))
+    const read = await store.readTotals()
+    t.same(read.totals, totals(4, 0, 0))
+    t.equal(read.dropped, 0)
+    t.same(await raw.hget(keys.totals, 'members'), '3')
+  })
+
+  // EVALSHA calls and their mean Redis time (µs) since the last CONFIG RESETSTAT, from INFO commandstats.
+  const evalshaStats = async () => {
+    const line = (await raw.info('commandstats')).split('\n').find((l) => l.startsWith('cmdstat_evalsha:'))
+    const stat = Object.fromEntries((line ?? '').slice('cmdstat_evalsha:'.length).trim().split(',').map((kv) => kv.split('=')))
+    return { calls: Number(stat.calls ?? 0), usecPerCall: Number(stat.usec_per_call ?? 0) }
+  }
+
+  t.test('a deleted node set of 2,000 nodes comes back with O(1) beats, totals exact', async (t) => {
+    const n = 2000
+    const counts = (i: number) => ({ downloading: i % 3, muxing: i % 5, uploading: i % 7 })
+    await fleet(n, counts)
+    // The same beats on the undamaged shard, then after the damage, each measured on this private server.
+    await raw.config('RESETSTAT')
+    await fleet(n, counts)
+    const undamaged = await evalshaStats()
+    t.equal(undamaged.calls, n)
+
+    await raw.del(keys.nodes)
+    await raw.config('RESETSTAT')
+    let dropped = 0
+    for (let i = 0; i < n; i += 250) {
+      const results = await Promise.all(
+        Array.from({ length: Math.min(250, n - i) }, (_, j) => store.writeHeartbeat(beat(`n${i + j}`, counts(i + j)))),
+      )
+      for (const result of results) dropped += result.dropped
+    }
+    const damaged = await evalshaStats()
+    t.equal(damaged.calls, n)
+    t.comment(`EVALSHA mean: ${undamaged.usecPerCall} µs per beat undamaged, ${damaged.usecPerCall} µs per beat after DEL of the node set`)
+    t.ok(damaged.usecPerCall < 5 * undamaged.usecPerCall, 'beats after the damage are O(1), like any other')
+
+    const read = await store.readTotals()
+    dropped += read.dropped
+    const list = await store.listNodes()
+    t.equal(list.nodes.length, n)
+    const listed = list.nodes.reduce(
+      (sum, node) => totals(
+        sum.total_downloading + node.counts.downloading,
+        sum.total_muxing + node.counts.muxing,
+        sum.total_uploading + node.counts.uploading,
+      ),
+      totals(0, 0, 0),
+    )
+    t.same(read.totals, listed, 'the totals are the sums of the listed nodes')
+    t.same(read.totals, totals(1999, 4000, 5995))
+    t.equal(read.liveNodes, n)
+    t.ok(dropped >= 1, `the damage is reported (dropped ${dropped})`)
+    const again = await store.readTotals()
+    t.same(again.totals, listed)
+    t.equal(again.dropped, 0)
   })
 })
