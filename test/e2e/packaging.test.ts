@@ -1,5 +1,4 @@
-import { execFile, spawn } from 'node:child_process'
-import { once } from 'node:events'
+import { execFile } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,7 +7,7 @@ import { promisify } from 'node:util'
 import t from 'tap'
 import { createRedisClient, HeartbeatStore, waitForReady } from '@tornado/shared'
 import { freePort, RedisServer } from '@tornado/shared/testing'
-import { until } from './processes.js'
+import { until, watchProcess } from './processes.js'
 
 /*
  * What a release ships: `npm pack` of each package, installed together with `npm install -g` into an empty prefix,
@@ -104,21 +103,8 @@ t.test('the installed bins answer --version and --help', async (t) => {
 t.test('the installed API serves its page, /ready and /metrics, and stops on SIGTERM', async (t) => {
   const redisServer = await RedisServer.start()
   t.teardown(() => redisServer.stop())
-  const child = spawn(bin('tornado-api'), [], {
-    env: { ...cleanEnv, REDIS_URL: redisServer.url, TORNADO_API_KEYS: 'sk_packaging_test', PORT: '0', HOST: '127.0.0.1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let output = ''
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  const exited = once(child, 'exit')
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL')
-      await exited
-    }
-  })
-  const url = await until('installed tornado-api listening', async () => /"msg":"Server listening at (http:\/\/[^"]+)"/.exec(output)?.[1], 20_000)
+  const api = watchProcess(t, bin('tornado-api'), [], { ...cleanEnv, REDIS_URL: redisServer.url, TORNADO_API_KEYS: 'sk_packaging_test', PORT: '0', HOST: '127.0.0.1' })
+  const url = await until('installed tornado-api listening', async () => /"msg":"Server listening at (http:\/\/[^"]+)"/.exec(api.output())?.[1], 20_000)
 
   const page = await fetch(`${url}/`)
   t.equal(page.status, 200)
@@ -130,9 +116,8 @@ t.test('the installed API serves its page, /ready and /metrics, and stops on SIG
   t.equal(metrics.status, 200)
   t.match(await metrics.text(), /\ntornado_api_live_nodes 0\n/)
 
-  child.kill('SIGTERM')
-  const [code] = await exited
-  t.equal(code, 0)
+  api.child.kill('SIGTERM')
+  t.equal(await api.exited, 0)
 })
 
 /** KEY=VALUE lines of an environment file as systemd reads them; with uncomment, `#KEY=value` lines too. */
@@ -177,17 +162,7 @@ t.test('the agent as the README installs it on a node: two tarballs, the unit, t
   t.same({ code: 'code' in verify ? verify.code : 0, stderr: verify.stderr }, { code: 0, stderr: '' }, 'systemd-analyze verify: no error, no warning')
 
   // Run as the unit runs it: the bin, with only the file's variables of ours.
-  const child = spawn(join(opt, 'bin', 'tornado-agent'), [], { env: { ...cleanEnv, ...readEnvFile(readFileSync(envFile, 'utf8')) }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  const exited = once(child, 'exit')
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL')
-      await exited
-    }
-  })
+  const agent = watchProcess(t, join(opt, 'bin', 'tornado-agent'), [], { ...cleanEnv, ...readEnvFile(readFileSync(envFile, 'utf8')) })
   const redis = createRedisClient(redisServer.url)
   t.teardown(() => redis.disconnect())
   await waitForReady(redis, 5000)
@@ -202,9 +177,8 @@ t.test('the agent as the README installs it on a node: two tarballs, the unit, t
   }, 2000), expected)
   t.equal((await store.readNode('packaged-node'))?.hostname, hostname(), 'a record under its node id, with the host name')
 
-  child.kill('SIGTERM')
-  const [code] = await exited
-  t.equal(code, 0, 'stops cleanly on SIGTERM')
+  agent.child.kill('SIGTERM')
+  t.equal(await agent.exited, 0, 'stops cleanly on SIGTERM')
   t.same((await store.readTotals()).totals, { total_downloading: 0, total_muxing: 0, total_uploading: 0 }, 'and its node left the totals')
-  t.notMatch(output, /change-me/, 'no password from the file in its log')
+  t.notMatch(agent.output(), /change-me/, 'no password from the file in its log')
 })

@@ -17,11 +17,15 @@ export interface Running {
 
 /** Runs a package's built bin (dist/bin.js) as users run it, with only the given variables of ours set. */
 export function startProcess(t: Test, bin: 'api' | 'agent', env: Record<string, string>, args: string[] = []): Running {
-  const child = spawn(process.execPath, [builtBin(join(root, 'packages', bin)), ...args], {
-    cwd: root,
-    env: { ...childEnv(process.env, (name) => OUR_VARIABLES.test(name)), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  return watchProcess(t, process.execPath, [builtBin(join(root, 'packages', bin)), ...args], {
+    ...childEnv(process.env, (name) => OUR_VARIABLES.test(name)),
+    ...env,
   })
+}
+
+/** Spawns a command with exactly `env`, collects its stdout and stderr, and SIGKILLs it in teardown if still running. */
+export function watchProcess(t: Test, command: string, args: string[], env: Record<string, string | undefined>): Running {
+  const child = spawn(command, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()))
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()))

@@ -1,28 +1,12 @@
-import { once } from 'node:events'
-import { connect } from 'node:net'
-import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
+import { REQUEST_TIMEOUT_REPLY, sendAndWait } from '@tornado/shared/testing'
 import { CLIENT_REQUEST_TIMEOUT_MS } from '../src/local-server.js'
 import { startRedis, startTestAgent } from './fixtures/harness.js'
 
 // A client of the local interface that never finishes its request is answered 408 and cut off after 10 s (Node
 // checks each second), instead of holding its connection for ever (mid-body) or a minute and a half (mid-headers).
 
-const REQUEST_TIMEOUT = 'HTTP/1.1 408 Request Timeout\r\nContent-Length: 27\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{"error":"Request Timeout"}'
 
-/** Sends `text` and resolves with what came back and when the agent closed the connection (or gives up after `limitMs`). */
-async function sendAndWait(port: number, text: string, limitMs: number) {
-  const socket = connect(port, '127.0.0.1')
-  socket.on('error', () => {})
-  let received = ''
-  socket.on('data', (chunk: Buffer) => (received += chunk.toString()))
-  await once(socket, 'connect')
-  const sentAt = Date.now()
-  socket.write(text)
-  const closed = await Promise.race([once(socket, 'close').then(() => true), sleep(limitMs, false)])
-  socket.destroy()
-  return { closed, afterMs: Date.now() - sentAt, received }
-}
 
 t.test('unfinished requests get 408 and are closed after 10 s', async (t) => {
   t.equal(CLIENT_REQUEST_TIMEOUT_MS, 10_000)
@@ -38,6 +22,6 @@ t.test('unfinished requests get 408 and are closed after 10 s', async (t) => {
   for (const [name, outcome] of Object.entries({ silent: outcomes[0], halfHeaders: outcomes[1], halfBody: outcomes[2] })) {
     t.equal(outcome.closed, true, `${name}: closed`)
     t.ok(outcome.afterMs >= CLIENT_REQUEST_TIMEOUT_MS - 50 && outcome.afterMs < CLIENT_REQUEST_TIMEOUT_MS + 3_000, `${name}: closed after ${outcome.afterMs} ms`)
-    t.equal(outcome.received, REQUEST_TIMEOUT, `${name}: answered 408`)
+    t.equal(outcome.received, REQUEST_TIMEOUT_REPLY, `${name}: answered 408`)
   }
 })

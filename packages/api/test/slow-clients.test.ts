@@ -2,7 +2,7 @@ import { once } from 'node:events'
 import { connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import { RedisServer } from '@tornado/shared/testing'
+import { RedisServer, REQUEST_TIMEOUT_REPLY, sendAndWait } from '@tornado/shared/testing'
 import { buildApp, loadApiConfig } from '../src/index.js'
 import { CLIENT_REQUEST_TIMEOUT_MS } from '../src/app.js'
 import { KEY_A, LogCapture } from './helper.js'
@@ -12,7 +12,6 @@ import { openEventStream } from './sse-client.js'
 // event stream) is not. The timeout is shortened to 500 ms here; Node checks for it once a second.
 
 const TIMEOUT_MS = 500
-const REQUEST_TIMEOUT = 'HTTP/1.1 408 Request Timeout\r\nContent-Length: 27\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{"error":"Request Timeout"}'
 
 async function startApp(t: Test, requestTimeoutMs?: number) {
   const redisServer = await RedisServer.start()
@@ -27,31 +26,18 @@ async function startApp(t: Test, requestTimeoutMs?: number) {
   return { app, port }
 }
 
-/** Sends `text` and resolves with what came back and when the server closed the connection (or gives up after 4 s). */
-async function sendAndWait(port: number, text: string) {
-  const socket = connect(port, '127.0.0.1')
-  socket.on('error', () => {})
-  let received = ''
-  socket.on('data', (chunk: Buffer) => (received += chunk.toString()))
-  await once(socket, 'connect')
-  const sentAt = Date.now()
-  socket.write(text)
-  const closed = await Promise.race([once(socket, 'close').then(() => true), sleep(4_000, false)])
-  socket.destroy()
-  return { closed, afterMs: Date.now() - sentAt, received }
-}
 
 t.test('unfinished requests get 408 and are closed within the timeout plus one check', async (t) => {
   const { port } = await startApp(t, TIMEOUT_MS)
   const [silent, halfHeaders, halfBody] = await Promise.all([
-    sendAndWait(port, ''),
-    sendAndWait(port, 'GET /health HTTP/1.1\r\nHost: x\r\n'),
-    sendAndWait(port, `POST /dashboard/session HTTP/1.1\r\nHost: x\r\nx-api-key: ${KEY_A}\r\ncontent-type: application/json\r\ncontent-length: 8\r\n\r\n{"a"`),
+    sendAndWait(port, '', 4_000),
+    sendAndWait(port, 'GET /health HTTP/1.1\r\nHost: x\r\n', 4_000),
+    sendAndWait(port, `POST /dashboard/session HTTP/1.1\r\nHost: x\r\nx-api-key: ${KEY_A}\r\ncontent-type: application/json\r\ncontent-length: 8\r\n\r\n{"a"`, 4_000),
   ])
   for (const [name, outcome] of Object.entries({ silent, halfHeaders, halfBody })) {
     t.equal(outcome.closed, true, `${name}: closed`)
     t.ok(outcome.afterMs >= TIMEOUT_MS - 50 && outcome.afterMs < TIMEOUT_MS + 2_000, `${name}: closed after ${outcome.afterMs} ms`)
-    t.equal(outcome.received, REQUEST_TIMEOUT, `${name}: answered 408`)
+    t.equal(outcome.received, REQUEST_TIMEOUT_REPLY, `${name}: answered 408`)
   }
 })
 
